@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint bench migrate demo clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+# torch/torchvision are pinned to the releases this machine keeps on disk, so pip takes them
+# from there instead of downloading a CUDA build; everything else comes from pyproject.toml.
+$(STAMP): pyproject.toml requirements-torch.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-torch.txt
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m app migrate
+	$(BIN)/python -m app serve --host $(HOST) --port $(PORT) --demo-on-first-start
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check app trainer tests bench migrations
+
+bench: $(STAMP)
+	$(BIN)/python bench/slice_render.py
+	$(BIN)/python bench/ingest.py
+
+migrate: $(STAMP)
+	$(BIN)/python -m app migrate
+
+demo: $(STAMP)
+	$(BIN)/python -m app demo
+
+clean:
+	rm -rf $(VENV) data

@@ -1,0 +1,1 @@
+"""MedSynth web application: curation, datasets, training jobs, evaluation and reader studies."""

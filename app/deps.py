@@ -1,0 +1,88 @@
+"""FastAPI dependencies, named once: the database session, settings and the current user."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import Forbidden, NotAuthenticated
+from app.models import ApiToken, User, utcnow
+from app.security import same_token, token_digest
+from app.settings import Settings
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    session = request.app.state.sessionmaker()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def _user_from_bearer(session: Session, header: str) -> User | None:
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise NotAuthenticated("Authorization header must be 'Bearer TOKEN'")
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_digest(token.strip())))
+    if row is None or not row.user.is_active:
+        raise NotAuthenticated("invalid or revoked API token")
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
+        row.last_used_at = now  # coarse, so busy scripts do not write on every request
+        session.commit()
+    return row.user
+
+
+async def _check_csrf(request: Request) -> None:
+    """Cookie-authenticated state changes must echo the session's CSRF token."""
+    expected = request.session.get("csrf")
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+        "application/x-www-form-urlencoded"
+    ):
+        sent = (await request.form()).get("csrf_token")
+    if not same_token(expected, sent if isinstance(sent, str) else None):
+        raise Forbidden("CSRF token missing or invalid; reload the page and try again")
+
+
+async def get_current_user(request: Request, session: SessionDep) -> User:
+    auth = request.headers.get("authorization")
+    if auth:
+        user = _user_from_bearer(session, auth)
+    else:
+        uid = request.session.get("uid")
+        user = session.get(User, uid) if uid is not None else None
+        if user is None or not user.is_active:
+            raise NotAuthenticated("login required")
+        if request.method not in SAFE_METHODS:
+            await _check_csrf(request)
+    request.state.user = user
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise Forbidden("this action needs an admin account")
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin_user)]

@@ -1,0 +1,5 @@
+"""Routes for auth (filled in by its owner)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes for datasets (filled in by its owner)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

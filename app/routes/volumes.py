@@ -1,0 +1,5 @@
+"""Routes for volumes (filled in by its owner)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

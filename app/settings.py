@@ -1,0 +1,79 @@
+"""One typed settings object, read once from the environment (MEDSYNTH_*) and passed down."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    secret_key: str
+    max_upload_bytes: int = 4 * 1024**3
+    session_max_age_s: int = 14 * 24 * 3600
+    # Training jobs (issue 4): how many trainer subprocesses may run at once.
+    max_concurrent_jobs: int = 1
+    python_executable: str = field(default_factory=lambda: os.environ.get("MEDSYNTH_PYTHON", ""))
+
+    @property
+    def volumes_dir(self) -> Path:
+        return self.data_dir / "volumes"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    def ensure_dirs(self) -> None:
+        for d in (
+            self.data_dir,
+            self.volumes_dir,
+            self.uploads_dir,
+            self.datasets_dir,
+            self.runs_dir,
+            self.tmp_dir,
+        ):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key(data_dir: Path) -> str:
+    """A stable signing key: from MEDSYNTH_SECRET_KEY, else created once in the data folder."""
+    if key := os.environ.get("MEDSYNTH_SECRET_KEY"):
+        return key
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    data_dir = Path(env.get("MEDSYNTH_DATA", "./data")).resolve()
+    url = env.get("MEDSYNTH_DATABASE_URL") or f"sqlite:///{data_dir / 'medsynth.db'}"
+    return Settings(
+        data_dir=data_dir,
+        database_url=url,
+        secret_key=env.get("MEDSYNTH_SECRET_KEY") or _secret_key(data_dir),
+        max_upload_bytes=int(env.get("MEDSYNTH_MAX_UPLOAD_BYTES", 4 * 1024**3)),
+        max_concurrent_jobs=int(env.get("MEDSYNTH_MAX_CONCURRENT_JOBS", 1)),
+    )
