@@ -1,0 +1,129 @@
+"""Slice reviews: append-only rows (who, when, decision, label, note); the latest one counts."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, joinedload
+
+from app.errors import InvalidInput
+from app.models import Review, SliceInfo, User, Volume
+from app.services.volumes import check_index
+
+DECISIONS = ("approved", "rejected")
+LABELS = ("normal", "tumour")
+MAX_NOTE = 2000
+
+
+def default_label(session: Session, volume: Volume, index: int) -> str:
+    """'tumour' when the mask marks tumour pixels on the slice, else 'normal'."""
+    pixels = session.scalar(
+        select(SliceInfo.tumour_pixels).where(
+            SliceInfo.volume_id == volume.id, SliceInfo.index == index
+        )
+    )
+    return "tumour" if pixels else "normal"
+
+
+def add_review(
+    session: Session,
+    volume: Volume,
+    index: int,
+    user: User,
+    decision: str,
+    label: str | None = None,
+    note: str = "",
+) -> Review:
+    """Record a decision as a new row (never an update); flushes, the caller commits."""
+    check_index(volume, index)
+    if decision not in DECISIONS:
+        raise InvalidInput(f"decision must be 'approved' or 'rejected', not {decision!r}")
+    label = label or default_label(session, volume, index)
+    if label not in LABELS:
+        raise InvalidInput(f"label must be 'normal' or 'tumour', not {label!r}")
+    note = (note or "").strip()
+    if len(note) > MAX_NOTE:
+        raise InvalidInput(f"note is too long ({len(note)} characters, at most {MAX_NOTE})")
+    review = Review(
+        volume_id=volume.id,
+        slice_index=index,
+        user_id=user.id,
+        decision=decision,
+        label=label,
+        note=note,
+    )
+    session.add(review)
+    session.flush()
+    return review
+
+
+def _latest_ids(volume_id: int | None = None):
+    q = select(func.max(Review.id)).group_by(Review.volume_id, Review.slice_index)
+    return q if volume_id is None else q.where(Review.volume_id == volume_id)
+
+
+def latest_reviews(session: Session, volume_id: int | None = None) -> dict[tuple[int, int], Review]:
+    """The latest review (highest id) per (volume_id, slice_index)."""
+    rows = session.scalars(
+        select(Review).where(Review.id.in_(_latest_ids(volume_id))).options(joinedload(Review.user))
+    )
+    return {(r.volume_id, r.slice_index): r for r in rows}
+
+
+def approved_reviews(session: Session) -> list[Review]:
+    """Slices whose latest decision is 'approved', by volume then slice (for dataset freezes)."""
+    latest = latest_reviews(session).values()
+    approved = [r for r in latest if r.decision == "approved"]
+    return sorted(approved, key=lambda r: (r.volume_id, r.slice_index))
+
+
+def progress(session: Session, volume: Volume) -> dict[str, int]:
+    return progress_by_volume(session, [volume])[volume.id]
+
+
+def progress_by_volume(session: Session, volumes: list[Volume]) -> dict[int, dict[str, int]]:
+    """Per volume: approved / rejected / unreviewed slices by latest decision, and the total."""
+    latest = select(func.max(Review.id).label("id")).group_by(Review.volume_id, Review.slice_index)
+    if len(volumes) == 1:
+        latest = latest.where(Review.volume_id == volumes[0].id)
+    sub = latest.subquery()
+    rows = session.execute(
+        select(Review.volume_id, Review.decision, func.count())
+        .join(sub, Review.id == sub.c.id)
+        .group_by(Review.volume_id, Review.decision)
+    )
+    counts: dict[tuple[int, str], int] = {(v, d): n for v, d, n in rows}
+    out = {}
+    for v in volumes:
+        approved, rejected = counts.get((v.id, "approved"), 0), counts.get((v.id, "rejected"), 0)
+        out[v.id] = {
+            "approved": approved,
+            "rejected": rejected,
+            "unreviewed": v.num_slices - approved - rejected,
+            "total": v.num_slices,
+        }
+    return out
+
+
+def history(session: Session, volume_id: int, index: int) -> list[Review]:
+    """Every decision on one slice, newest first."""
+    return list(
+        session.scalars(
+            select(Review)
+            .where(Review.volume_id == volume_id, Review.slice_index == index)
+            .options(joinedload(Review.user))
+            .order_by(Review.id.desc())
+        )
+    )
+
+
+def review_out(review: Review) -> dict:
+    return {
+        "id": review.id,
+        "volume_id": review.volume_id,
+        "slice_index": review.slice_index,
+        "decision": review.decision,
+        "label": review.label,
+        "note": review.note,
+        "user": review.user.username if review.user else None,
+        "created_at": review.created_at.isoformat() + "Z",
+    }

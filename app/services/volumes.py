@@ -1,0 +1,118 @@
+"""Ingested volumes: lookup, the cached arrays (memory-mapped once), slices for display."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import NotFound
+from app.imaging.render import axial_display, slice_png
+from app.imaging.window import Window
+from app.models import Volume
+from app.settings import Settings
+
+
+def stored_path(settings: Settings, path: Path) -> str:
+    """Paths under the data folder are stored relative to it, so the folder can move."""
+    try:
+        return str(path.resolve().relative_to(settings.data_dir.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def data_path(settings: Settings, stored: str) -> Path:
+    return settings.data_dir / stored  # an absolute `stored` stays as it is
+
+
+def list_volumes(session: Session) -> list[Volume]:
+    return list(session.scalars(select(Volume).order_by(Volume.id)))
+
+
+def get_volume(session: Session, volume_id: int) -> Volume:
+    volume = session.get(Volume, volume_id)
+    if volume is None:
+        raise NotFound(f"no volume with id {volume_id}")
+    return volume
+
+
+@lru_cache(maxsize=8)
+def _open_npy(path: str) -> np.ndarray:
+    """One read-only memory map per cache file; cache files never change once written."""
+    return np.load(path, mmap_mode="r")
+
+
+def volume_array(settings: Settings, volume: Volume) -> np.ndarray:
+    """int16 HU, canonical RAS, [x, y, z] (Fortran order: each axial slice is contiguous)."""
+    return _open_npy(str(data_path(settings, volume.cache_path)))
+
+
+def mask_array(settings: Settings, volume: Volume) -> np.ndarray | None:
+    """uint8 labels (0 background, 1 liver, 2 tumour) on the volume's grid, or None."""
+    if volume.mask_cache_path is None:
+        return None
+    return _open_npy(str(data_path(settings, volume.mask_cache_path)))
+
+
+def check_index(volume: Volume, index: int) -> int:
+    if not 0 <= index < volume.num_slices:
+        raise NotFound(
+            f"slice {index} does not exist: volume {volume.id} has slices "
+            f"0 to {volume.num_slices - 1}"
+        )
+    return index
+
+
+def display_slice(settings: Settings, volume: Volume, index: int) -> np.ndarray:
+    """Axial slice in HU as [rows, cols], radiological: anterior up, patient's right on the left.
+
+    Row spacing is spacing[1] (y), column spacing spacing[0] (x). A view into the cache.
+    """
+    return axial_display(volume_array(settings, volume), check_index(volume, index))
+
+
+def display_mask(settings: Settings, volume: Volume, index: int) -> np.ndarray | None:
+    """The mask slice in the same orientation as `display_slice`, or None without a mask."""
+    mask = mask_array(settings, volume)
+    return None if mask is None else axial_display(mask, check_index(volume, index))
+
+
+def render_slice(
+    settings: Settings, volume: Volume, index: int, window: Window, overlay: bool = False
+) -> bytes:
+    """PNG of one slice; with `overlay`, liver and tumour outlines (when there is a mask)."""
+    hu = display_slice(settings, volume, index)
+    labels = display_mask(settings, volume, index) if overlay else None
+    return slice_png(hu, window, labels)
+
+
+def suggestions(volume: Volume) -> list[int]:
+    """Slices whose mask contains liver (ascending)."""
+    return [s.index for s in volume.slices if s.liver_pixels > 0]
+
+
+def volume_out(volume: Volume, progress: dict | None = None) -> dict:
+    """The JSON shape of a volume in the API."""
+    liver = [s for s in volume.slices if s.liver_pixels > 0]
+    out = {
+        "id": volume.id,
+        "name": volume.name,
+        "shape": list(volume.shape),
+        "spacing": list(volume.spacing),
+        "num_slices": volume.num_slices,
+        "hu_min": volume.hu_min,
+        "hu_max": volume.hu_max,
+        "has_mask": volume.has_mask,
+        "orientation": "RAS",
+        "affine": volume.affine,
+        "source_sha256": volume.source_sha256,
+        "liver_slices": len(liver),
+        "tumour_slices": sum(1 for s in liver if s.tumour_pixels > 0),
+        "created_at": volume.created_at.isoformat() + "Z",
+    }
+    if progress is not None:
+        out["progress"] = progress
+    return out
