@@ -1,0 +1,195 @@
+"""The export pipeline and the dataset zip: centring, PNG modes, HU mapping, determinism."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.db import session_scope
+from app.errors import Conflict
+from app.imaging.render import axial_display
+from app.models import DatasetVersion
+from app.services.datasets import freeze_dataset
+from app.services.export import ExportSettings, export_zip, render_slice
+from app.services.users import create_user
+from tests.app.curation_data import curated, off_centre_body, review, user
+from tests.conftest import PASSWORD
+
+LIVER8 = ExportSettings(64, 8, "liver", 150.0, 30.0)
+
+
+def _decode(png: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(png))
+
+
+def _chunks(png: bytes) -> list[bytes]:
+    out, pos = [], 8
+    while pos < len(png):
+        length = int.from_bytes(png[pos : pos + 4], "big")
+        out.append(png[pos + 4 : pos + 8])
+        pos += 12 + length
+    return out
+
+
+def test_off_centre_body_comes_out_centred():
+    hu = axial_display(off_centre_body(), 2)
+    rows, cols = np.nonzero((hu > -500) & (hu < 150))  # the body, not the bright bar
+    assert abs((rows.min() + rows.max()) / 2 - hu.shape[0] / 2) > 10  # really off-centre
+    assert abs((cols.min() + cols.max()) / 2 - hu.shape[1] / 2) > 10
+
+    png, (top, left, side) = render_slice(hu, LIVER8)
+    pixels = np.asarray(_decode(png))
+    assert pixels.shape == (64, 64)
+    body = pixels > 60  # 40 HU is ~144 in the liver window, air is 0
+    r, c = np.nonzero(body)
+    assert abs((r.min() + r.max()) / 2 - 31.5) <= 1 and abs((c.min() + c.max()) / 2 - 31.5) <= 1
+    extent = max(r.max() - r.min(), c.max() - c.min()) + 1
+    assert 54 <= extent <= 61  # the body fills the square up to a small margin
+    assert side == 40  # ceil(37 * 1.08): the bar at the image edge is not the body
+
+
+def test_crop_beyond_the_image_is_padded_with_air():
+    hu = np.full((40, 40), -1000, np.int16)
+    hu[:, :12] = 50  # body cut off by the left image border
+    png, (top, left, side) = render_slice(hu, LIVER8)
+    assert left < 0 and top < 0
+    pixels = np.asarray(_decode(png))
+    assert pixels[32, :4].max() == 0 and pixels[32, 30] > 100
+
+
+def test_all_air_slice_still_renders():
+    png, box = render_slice(np.full((30, 20), -1000, np.int16), LIVER8)
+    assert np.asarray(_decode(png)).max() == 0 and box[2] >= 30
+
+
+@pytest.mark.parametrize("bits, mode, dtype", [(8, "L", np.uint8), (16, "I;16", np.uint16)])
+def test_png_mode_size_and_no_text_chunks(bits, mode, dtype):
+    es = ExportSettings(32, bits, "abdomen", 400.0, 50.0)
+    png, _ = render_slice(axial_display(off_centre_body(), 0), es)
+    image = _decode(png)
+    assert image.mode == mode and image.size == (32, 32)
+    assert np.asarray(image).dtype == dtype
+    assert set(_chunks(png)) == {b"IHDR", b"IDAT", b"IEND"}
+
+
+@pytest.mark.parametrize("bits, tolerance", [(16, 0.05), (8, 8.1)])
+def test_hu_mode_pixels_map_back_to_hu(bits, tolerance):
+    es = ExportSettings(32, bits, "hu", 4095.0, 1023.5)
+    assert (es.hu_min, es.hu_max) == (-1024.0, 3071.0)
+    hu = np.full((64, 64), -1000, np.int16)
+    hu[8:56, 8:56] = 40
+    hu[24:40, 24:40] = 1500
+    pixels = np.asarray(_decode(render_slice(hu, es)[0])).astype(np.float64)
+    p2h = es.pixel_to_hu()
+    back = pixels * p2h["scale"] + p2h["offset"]
+    assert abs(back[16, 16] - 1500) <= tolerance and abs(back[6, 16] - 40) <= tolerance
+
+
+def test_window_16_bit_spans_the_whole_range():
+    es = ExportSettings(16, 16, "liver", 150.0, 30.0)
+    hu = np.full((16, 16), 105, np.int16)  # the top of the liver window...
+    hu[:, :8] = -45  # ...and its bottom; the crop covers everything (all "body")
+    pixels = np.asarray(_decode(render_slice(hu, es)[0]))
+    assert pixels.min() == 0 and pixels.max() == 65535
+
+
+@pytest.fixture
+def sessions(db):
+    with session_scope(db) as s:
+        for name in ("admin", "reader1", "reader2"):
+            create_user(s, name, "admin" if name == "admin" else "reviewer", PASSWORD)
+    return db
+
+
+def _freeze(sessions, settings, name="v1", window="liver", bits=8, res=64) -> int:
+    with session_scope(sessions) as s:
+        return freeze_dataset(s, settings, name, res, window, bits, user(s, "admin")).id
+
+
+def test_zip_layout_labels_and_provenance(sessions, settings):
+    with session_scope(sessions) as s:
+        vol = curated(s, settings)
+        vol_id, vol_sha = vol.id, vol.source_sha256
+    dataset_id = _freeze(sessions, settings, window="abdomen")
+    with session_scope(sessions) as s:
+        d = s.get(DatasetVersion, dataset_id)
+        zip_path, content_hash = d.zip_path, d.content_hash
+        assert d.num_images == 3 and d.num_tumour == 1
+        assert [(it.slice_index, it.label) for it in d.items] == [
+            (1, "tumour"),
+            (2, "normal"),
+            (4, "normal"),
+        ]
+    assert zip_path == str(settings.datasets_dir.resolve() / "dataset-000001.zip")
+    with zipfile.ZipFile(zip_path) as zf:
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        assert names == [
+            "dataset.json",
+            "img00000000.png",
+            "img00000001.png",
+            "img00000002.png",
+            "medsynth.json",
+        ]
+        assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+        assert json.loads(zf.read("dataset.json")) == {
+            "labels": [["img00000000.png", 1], ["img00000001.png", 0], ["img00000002.png", 0]]
+        }
+        meta = json.loads(zf.read("medsynth.json"))
+        assert _decode(zf.read("img00000001.png")).mode == "L"
+    assert meta["dataset_id"] == dataset_id and meta["content_hash"] == content_hash
+    assert meta["window"] == {"name": "abdomen", "width": 400.0, "level": 50.0}
+    assert (meta["hu_min"], meta["hu_max"]) == (-150.0, 250.0)
+    assert meta["pixel_to_hu"] == {"scale": 400.0 / 255, "offset": -150.0}
+    assert meta["bit_depth"] == 8 and meta["resolution"] == 64 and meta["mode"] == "window"
+    first = meta["images"][0]
+    assert first["file"] == "img00000000.png" and first["label"] == 1
+    assert (first["volume_id"], first["slice_index"]) == (vol_id, 1)
+    assert first["source_sha256"] == vol_sha and first["volume_name"] == "phantom-a"
+    assert first["reviewer"] == "reader1" and first["reviewed_at"] and first["review_id"]
+
+
+def test_export_is_byte_identical_and_the_hash_is_stable(sessions, settings, tmp_path):
+    with session_scope(sessions) as s:
+        curated(s, settings)
+    first = _freeze(sessions, settings, name="first", window="hu", bits=16)
+    with session_scope(sessions) as s:
+        stored = s.get(DatasetVersion, first)
+        frozen_bytes = open(stored.zip_path, "rb").read()
+        again = export_zip(s, settings, first, tmp_path / "again.zip", rerender=True)
+        copied = export_zip(s, settings, first, tmp_path / "copied.zip")
+        hash_first = stored.content_hash
+    assert again.read_bytes() == frozen_bytes and copied.read_bytes() == frozen_bytes
+
+    second = _freeze(sessions, settings, name="second name, same slices", window="hu", bits=16)
+    with session_scope(sessions) as s:
+        d2 = s.get(DatasetVersion, second)
+        assert d2.content_hash == hash_first and d2.id != first
+        with zipfile.ZipFile(d2.zip_path) as z2, zipfile.ZipFile(again) as z1:
+            assert z2.read("img00000002.png") == z1.read("img00000002.png")
+            assert _decode(z1.read("img00000000.png")).mode == "I;16"
+            meta = json.loads(z1.read("medsynth.json"))
+    assert meta["mode"] == "hu" and meta["pixel_to_hu"] == {"scale": 4095 / 65535, "offset": -1024}
+
+    with session_scope(sessions) as s:  # a new decision changes what a freeze takes
+        review(s, s.get(DatasetVersion, first).items[0].volume, 0, "reader2", "approved")
+    third = _freeze(sessions, settings, name="third", window="hu", bits=16)
+    with session_scope(sessions) as s:
+        d3 = s.get(DatasetVersion, third)
+        assert d3.num_images == 4 and d3.content_hash != hash_first
+
+
+def test_export_refuses_a_render_that_no_longer_matches_its_hash(sessions, settings, tmp_path):
+    with session_scope(sessions) as s:
+        curated(s, settings)
+    dataset_id = _freeze(sessions, settings)
+    with session_scope(sessions) as s:
+        s.get(DatasetVersion, dataset_id).content_hash = "0" * 64
+    with session_scope(sessions) as s, pytest.raises(Conflict, match="content hash"):
+        export_zip(s, settings, dataset_id, tmp_path / "x.zip", rerender=True)
+    assert not (tmp_path / "x.zip").exists()
