@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Forbidden, NotAuthenticated
 from app.models import ApiToken, User, utcnow
-from app.security import same_token, token_digest
+from app.security import same_token, session_fingerprint, token_digest
 from app.settings import Settings
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -70,6 +70,9 @@ async def get_current_user(request: Request, session: SessionDep) -> User:
         user = session.get(User, uid) if uid is not None else None
         if user is None or not user.is_active:
             raise NotAuthenticated("login required")
+        if not same_token(request.session.get("pw"), session_fingerprint(user)):
+            request.session.clear()
+            raise NotAuthenticated("your session ended (password changed); log in again")
         if request.method not in SAFE_METHODS:
             await _check_csrf(request)
     request.state.user = user

@@ -37,3 +37,8 @@ def new_csrf_token() -> str:
 
 def same_token(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and hmac.compare_digest(a, b)
+
+
+def session_fingerprint(user) -> str:  # noqa: ANN001
+    """Ties a login session to the password it was made with: a password change ends it."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]

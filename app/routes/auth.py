@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from app.deps import AdminUser, CurrentUser, SessionDep
 from app.errors import DomainError, InvalidInput
 from app.models import User
-from app.security import new_csrf_token, same_token
+from app.security import new_csrf_token, same_token, session_fingerprint
 from app.services import users as users_service
 from app.templating import render
 
@@ -70,7 +70,9 @@ def login(
     if user is None:
         return _login_form(request, next, "wrong username or password", status=401)
     request.session.clear()  # a new session: nothing from before the login carries over
-    request.session.update({"uid": user.id, "csrf": new_csrf_token()})
+    request.session.update(
+        {"uid": user.id, "csrf": new_csrf_token(), "pw": session_fingerprint(user)}
+    )
     return _see_other(safe_next(next))
 
 
@@ -130,6 +132,7 @@ def change_password(
     except DomainError as exc:
         session.rollback()
         return _account(request, session, user, exc.status_code, password_error=exc.detail)
+    request.session["pw"] = session_fingerprint(user)  # this session stays; all others end
     return _account(request, session, user, password_message="Password changed.")
 
 

@@ -1,8 +1,9 @@
-"""First start: an admin account (password printed once) and demo volumes on an empty database."""
+"""Start-up: clear scratch files; on an empty database an admin (password printed once) and demo data."""
 
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import Callable
 
 from sqlalchemy import func, select
@@ -17,6 +18,7 @@ def first_start(
 ) -> None:
     from app.services.users import create_user
 
+    clean_scratch(settings)
     if session.scalar(select(func.count()).select_from(User)) == 0:
         password = secrets.token_urlsafe(12)
         create_user(session, "admin", "admin", password)
@@ -30,7 +32,16 @@ def first_start(
     if demo and session.scalar(select(func.count()).select_from(Volume)) == 0:
         from app.services.demo import create_demo
 
-        out("First start: generating demo CT phantom volumes (a few seconds)...")
+        out("First start: generating 3 demo CT phantom volumes (about 10-30 s)...")
         for volume in create_demo(session, settings, volumes=3, seed=0):
             out(f"  volume {volume.id}: {volume.name} {volume.shape}")
         session.commit()
+
+
+def clean_scratch(settings: Settings) -> None:
+    """Remove what an interrupted request left in data/tmp; nothing else writes there at start."""
+    for entry in settings.tmp_dir.iterdir() if settings.tmp_dir.exists() else ():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)

@@ -214,3 +214,21 @@ def test_every_route_needs_a_user(live_app):
     assert checked >= 10
     other = [path for path, r in routes if not isinstance(r, APIRoute)]
     assert other == ["/static"], "only static files may bypass the login check"
+
+
+def test_a_password_change_ends_other_sessions_but_keeps_this_one(live_app):
+    with browser(live_app.url, "reader1") as other, browser(live_app.url, "reader1") as this:
+        page = this.get("/account")
+        r = this.post(
+            "/account/password",
+            data={
+                "csrf_token": form_token(page.text),
+                "current": PASSWORD,
+                "new": "another-long-password",
+                "confirm": "another-long-password",
+            },
+        )
+        assert r.status_code == 200 and "Password changed" in r.text
+        assert this.get("/api/me").status_code == 200
+        ended = other.get("/api/me")
+        assert ended.status_code == 401 and "log in again" in ended.json()["detail"]
