@@ -15,7 +15,9 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from app.db import make_engine, make_sessionmaker
 from app.errors import DomainError, NotAuthenticated
-from app.routes import auth, datasets, home, volumes
+from app.routes import auth, datasets, home, jobs, metrics, snapshots, studies, volumes
+from app.services.job_monitor import JobMonitor
+from app.services.metric_monitor import MetricRunFollower
 from app.settings import Settings, load_settings
 from app.templating import is_htmx, render
 
@@ -65,10 +67,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Follows trainer and metrics processes (issues 4, 5); they outlive the app and a
+        # restart re-attaches.
+        followers = [MetricRunFollower(settings)]
+        monitor = JobMonitor(settings, app.state.sessionmaker, followers=followers)
+        app.state.monitor = monitor.start()
         yield
+        app.state.monitor.stop()
         app.state.engine.dispose()
 
-    app = FastAPI(title="MedSynth", lifespan=lifespan)
+    # No public /docs or /openapi.json: every route except login, /healthz and static needs a user.
+    app = FastAPI(
+        title="MedSynth", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
@@ -87,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict:
         return {"status": "ok"}
 
-    for module in (auth, home, volumes, datasets):
+    for module in (auth, home, volumes, datasets, jobs, snapshots, metrics, studies):
         app.include_router(module.router)
     return app
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base
@@ -163,3 +163,213 @@ class AuditEvent(Base):
     target: Mapped[str] = mapped_column(String(255), default="")
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Job(Base):
+    """A training run: the validated options, its run directory and the trainer process.
+
+    pid, state and heartbeat live here (not in memory) so a restarted app can re-attach.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
+    # queued | running | cancelling | cancelled | completed | failed | interrupted
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    options: Mapped[dict] = mapped_column(JSON, default=dict)  # the validated form
+    run_dir: Mapped[str] = mapped_column(Text, default="")
+    resolution: Mapped[int]
+    total_kimg: Mapped[float]
+    kimg: Mapped[float] = mapped_column(default=0.0)  # latest progress from stats.jsonl
+    sec_per_kimg: Mapped[float | None] = mapped_column(default=None)
+    last_stats: Mapped[dict | None] = mapped_column(JSON, default=None)
+    device: Mapped[str] = mapped_column(String(32), default="cpu")  # cpu | cuda | cuda:N
+    pid: Mapped[int | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(default=0)  # launches: 1 + resumes
+    exit_code: Mapped[int | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    resume_from_snapshot_id: Mapped[int | None] = mapped_column(
+        ForeignKey(
+            "snapshots.id", use_alter=True, name="fk_jobs_resume_from_snapshot", ondelete="SET NULL"
+        ),
+        default=None,
+    )
+
+    dataset: Mapped[DatasetVersion] = relationship()
+    created_by: Mapped[User | None] = relationship()
+    snapshots: Mapped[list[Snapshot]] = relationship(
+        back_populates="job",
+        order_by="Snapshot.kimg",
+        cascade="all, delete-orphan",
+        foreign_keys="Snapshot.job_id",
+    )
+    resume_from: Mapped[Snapshot | None] = relationship(foreign_keys=[resume_from_snapshot_id])
+
+
+class Snapshot(Base):
+    """One full-state snapshot file a job wrote (snapshot-KKKKKK.pt) and its sample grid."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (UniqueConstraint("job_id", "kimg"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    kimg: Mapped[int]  # as in the file name: images shown // 1000
+    path: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(default=0)
+    samples_path: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="snapshots", foreign_keys=[job_id])
+
+
+# --- reader studies (issue 6) -----------------------------------------------------------------
+
+
+class Study(Base):
+    """A blinded real-vs-synthetic reader study; images and answer key are frozen at creation."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
+    # where the real images came from: the training version, or a version held out from training
+    real_dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
+    reals_held_out: Mapped[bool] = mapped_column(default=False)
+    resolution: Mapped[int]
+    n_real: Mapped[int]
+    n_fake: Mapped[int]
+    truncation: Mapped[float] = mapped_column(default=1.0)
+    label: Mapped[int | None] = mapped_column(default=None)  # class for conditional generators
+    rate_usable: Mapped[bool] = mapped_column(default=False)
+    seed: Mapped[int]  # first generator seed; synthetic images use seed .. seed + n_fake - 1
+    state: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    images: Mapped[list[StudyImage]] = relationship(
+        back_populates="study", order_by="StudyImage.id", cascade="all, delete-orphan"
+    )
+    readers: Mapped[list[StudyReader]] = relationship(
+        back_populates="study", order_by="StudyReader.id", cascade="all, delete-orphan"
+    )
+
+
+class StudyImage(Base):
+    """One frozen, blinded image of a study; `synthetic` is the answer key (server-side only)."""
+
+    __tablename__ = "study_images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    synthetic: Mapped[bool]
+    source: Mapped[str] = mapped_column(String(255))  # "seed 123" or the zip member name
+    held_out: Mapped[bool] = mapped_column(default=False)  # real image not in the training set
+    path: Mapped[str] = mapped_column(Text)  # the blinded PNG under data/studies/ID/
+    sha256: Mapped[str] = mapped_column(String(64))
+
+    study: Mapped[Study] = relationship(back_populates="images")
+
+
+class StudyReader(Base):
+    """A reviewer assigned to a study, with the seed of their own image order."""
+
+    __tablename__ = "study_readers"
+    __table_args__ = (UniqueConstraint("study_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    order_seed: Mapped[int]
+    removed_at: Mapped[datetime | None] = mapped_column(default=None)  # answers kept, no more
+
+    study: Mapped[Study] = relationship(back_populates="readers")
+    user: Mapped[User] = relationship()
+    trials: Mapped[list[Trial]] = relationship(
+        back_populates="reader", order_by="Trial.position", cascade="all, delete-orphan"
+    )
+
+
+class Trial(Base):
+    """One image shown to one reader; the token is the only handle the reader ever sees."""
+
+    __tablename__ = "study_trials"
+    __table_args__ = (
+        UniqueConstraint("reader_id", "position"),
+        UniqueConstraint("reader_id", "image_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("study_readers.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("study_images.id", ondelete="CASCADE"))
+    position: Mapped[int]  # 0-based place in this reader's randomised order
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_at: Mapped[datetime | None] = mapped_column(default=None)  # last time /next showed it
+    answered_at: Mapped[datetime | None] = mapped_column(default=None)
+    rating: Mapped[int | None] = mapped_column(default=None)  # 1 definitely real .. 5 synthetic
+    usable: Mapped[bool | None] = mapped_column(default=None)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    server_ms: Mapped[int | None] = mapped_column(default=None)
+    client_ms: Mapped[int | None] = mapped_column(default=None)
+
+    reader: Mapped[StudyReader] = relationship(back_populates="trials")
+    image: Mapped[StudyImage] = relationship()
+
+
+# --- metric runs (issue 5) --------------------------------------------------------------------
+
+ACTIVE_METRIC_STATES = ("queued", "running")
+
+
+class MetricRun(Base):
+    """One `python -m trainer metrics` run on a snapshot, in the background.
+
+    pid, state and progress live here so a restarted app can re-attach to (or close) the run.
+    While a run is active, the partial unique index turns a double-clicked start into a no-op.
+    """
+
+    __tablename__ = "metric_runs"
+    __table_args__ = (
+        Index(
+            "ux_metric_runs_active_request",
+            "snapshot_id",
+            "request_key",
+            unique=True,
+            sqlite_where=text("state IN ('queued', 'running')"),
+            postgresql_where=text("state IN ('queued', 'running')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"), index=True
+    )
+    # queued | running | completed | failed | cancelled (cancel_requested_at: cancelling)
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    metrics: Mapped[list] = mapped_column(JSON)  # canonical order, e.g. ["fid", "kid"]
+    options: Mapped[dict] = mapped_column(JSON, default=dict)  # num, device, data zip, ...
+    request_key: Mapped[str] = mapped_column(String(64))  # hash of metrics + options
+    run_dir: Mapped[str] = mapped_column(Text, default="")  # runs/JOB_ID/metrics/RUN_ID
+    pid: Mapped[int | None] = mapped_column(default=None)
+    progress: Mapped[dict | None] = mapped_column(JSON, default=None)  # stage, done, total, ...
+    result: Mapped[dict | None] = mapped_column(JSON, default=None)  # the CLI's JSON object
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    exit_code: Mapped[int | None] = mapped_column(default=None)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    snapshot: Mapped[Snapshot] = relationship()
+    created_by: Mapped[User | None] = relationship()

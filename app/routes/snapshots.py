@@ -1,0 +1,161 @@
+"""Snapshots of training jobs: facts, sample grids, the admin-only file, generation on demand."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import FileResponse, Response
+from starlette.background import BackgroundTask
+
+from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
+from app.errors import InvalidInput, NotFound
+from app.services import jobs as jobs_svc
+from app.services import metric_views
+from app.services import snapshots as svc
+from app.templating import render
+
+router = APIRouter()
+ClassQuery = Annotated[str | None, Query(alias="class")]
+
+
+def _class(value: str | None) -> int | None:
+    """The class of a conditional generator; empty means none (the form's first option)."""
+    if value is None or value.strip() == "":
+        return None
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise InvalidInput(f"class: {value!r} is not a class number") from exc
+
+
+def _snapshot_json(snap) -> dict[str, Any]:
+    out = jobs_svc.snapshot_dict(snap)
+    out.update(
+        resolution=snap.job.resolution,
+        job_state=snap.job.state,
+        download_url=f"/api/snapshots/{snap.id}/download",
+    )
+    return out
+
+
+def _zip_response(gen: svc.Generated, snap) -> FileResponse:
+    path = svc.zip_generated(gen, snap)
+    return FileResponse(
+        path,
+        media_type="application/zip",
+        filename=path.name,
+        background=BackgroundTask(lambda: _remove(gen.folder)),
+    )
+
+
+def _remove(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---- JSON and files -------------------------------------------------------------------------
+
+
+@router.get("/api/snapshots/{snapshot_id}")
+def api_get(session: SessionDep, user: CurrentUser, snapshot_id: int) -> dict:
+    return _snapshot_json(svc.get_snapshot(session, snapshot_id))
+
+
+@router.get("/api/snapshots/{snapshot_id}/download")
+def api_download(session: SessionDep, admin: AdminUser, snapshot_id: int) -> FileResponse:
+    path = svc.snapshot_file(svc.get_snapshot(session, snapshot_id))
+    return FileResponse(path, media_type="application/octet-stream", filename=path.name)
+
+
+@router.get("/api/snapshots/{snapshot_id}/samples.png")
+def api_samples(session: SessionDep, user: CurrentUser, snapshot_id: int) -> FileResponse:
+    snap = svc.get_snapshot(session, snapshot_id)
+    if not snap.samples_path or not Path(snap.samples_path).is_file():
+        raise NotFound(f"snapshot {snapshot_id} has no sample grid")
+    return FileResponse(snap.samples_path, media_type="image/png")
+
+
+@router.post("/api/snapshots/{snapshot_id}/generate")
+def api_generate(
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    snapshot_id: int,
+    body: dict[str, Any] = Body(...),
+) -> FileResponse:
+    """{"seeds": "0-15", "trunc": 0.7, "class": null, "format": "png|png16|nifti"} → a zip."""
+    snap = svc.get_snapshot(session, snapshot_id)
+    trunc, cls = body.get("trunc", 1.0), body.get("class")
+    if isinstance(trunc, bool) or not isinstance(trunc, int | float):
+        raise InvalidInput("trunc: must be a number")
+    if cls is not None and (isinstance(cls, bool) or not isinstance(cls, int)):
+        raise InvalidInput("class: must be an integer or null")
+    gen = svc.generate(
+        settings, snap, str(body.get("seeds", "0-15")), float(trunc), cls,
+        str(body.get("format", "png")),
+    )  # fmt: skip
+    return _zip_response(gen, snap)
+
+
+@router.get("/api/snapshots/{snapshot_id}/generate.zip")
+def api_generate_zip(
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    snapshot_id: int,
+    seeds: str = "0-15",
+    trunc: float = 1.0,
+    class_idx: ClassQuery = None,
+    format: str = "png",
+) -> FileResponse:
+    snap = svc.get_snapshot(session, snapshot_id)
+    gen = svc.generate(settings, snap, seeds, trunc, _class(class_idx), format)
+    return _zip_response(gen, snap)
+
+
+# ---- pages ----------------------------------------------------------------------------------
+
+
+def _page(
+    request: Request, session: SessionDep, snap, extra: dict[str, Any] | None = None
+) -> Response:
+    ctx = {"nav": "jobs", "snap": snap, "job": snap.job, "gen": None, "seeds": "0-15",
+           "trunc": 1.0, "class_idx": None, "gen_error": None,
+           **metric_views.panel_context(session, snap), **(extra or {})}  # fmt: skip
+    return render(request, "snapshots/detail.html", ctx, block="generated")
+
+
+@router.get("/snapshots/{snapshot_id}")
+def snapshot_page(
+    request: Request, session: SessionDep, user: CurrentUser, snapshot_id: int
+) -> Response:
+    return _page(request, session, svc.get_snapshot(session, snapshot_id))
+
+
+@router.get("/snapshots/{snapshot_id}/generate")
+def snapshot_generate(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    snapshot_id: int,
+    seeds: str = "0-15",
+    trunc: float = 1.0,
+    class_idx: ClassQuery = None,
+) -> Response:
+    """The grid of generated images (an htmx partial; a whole page without htmx)."""
+    snap = svc.get_snapshot(session, snapshot_id)
+    extra: dict[str, Any] = {"seeds": seeds, "trunc": trunc, "class_idx": None}
+    try:
+        extra["class_idx"] = _class(class_idx)
+        extra["gen"] = svc.generate(settings, snap, seeds, trunc, extra["class_idx"], "png")
+    except InvalidInput as exc:
+        extra["gen_error"] = exc.detail  # shown in place of the grid
+    return _page(request, session, snap, extra)
+
+
+@router.get("/snapshots/generated/{token}/{name}")
+def generated_image(settings: SettingsDep, user: CurrentUser, token: str, name: str) -> Response:
+    return FileResponse(svc.generated_file(settings, token, name), media_type="image/png")

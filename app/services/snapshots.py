@@ -1,0 +1,137 @@
+"""Snapshots: look-up, and images generated on demand by `python -m trainer generate`.
+
+Each generation writes into its own folder under MEDSYNTH_DATA/tmp (named by a random token),
+served to the page that asked for it; folders older than an hour are removed.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import subprocess
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidInput, NotFound
+from app.models import Snapshot
+from app.services import job_runner
+from app.settings import Settings
+
+MAX_IMAGES = 256
+FORMATS = ("png", "png16", "nifti")
+GENERATE_TIMEOUT_S = 600
+KEEP_S = 3600
+_SEEDS = re.compile(r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$")
+_TOKEN = re.compile(r"^gen-[A-Za-z0-9_-]{16,}$")
+
+
+@dataclass(frozen=True)
+class Generated:
+    token: str
+    folder: Path
+    files: list[Path]
+
+
+def get_snapshot(session: Session, snapshot_id: int) -> Snapshot:
+    snap = session.get(Snapshot, snapshot_id)
+    if snap is None:
+        raise NotFound(f"snapshot {snapshot_id} does not exist")
+    return snap
+
+
+def snapshot_file(snap: Snapshot) -> Path:
+    path = Path(snap.path)
+    if not path.is_file():
+        raise NotFound(f"snapshot {snap.id}'s file is missing ({path.name})")
+    return path
+
+
+def count_seeds(text: str) -> int:
+    """Validate a seed list like '0-15' or '1,5,7' and count it (without expanding it)."""
+    if not text or not _SEEDS.match(text):
+        raise InvalidInput(f"seeds: {text!r} is not a seed list like 0-15 or 1,5,7")
+    n = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        if hi and int(hi) < int(lo):
+            raise InvalidInput(f"seeds: the range {part.strip()} runs backwards")
+        n += int(hi) - int(lo) + 1 if hi else 1
+    if n > MAX_IMAGES:
+        raise InvalidInput(f"seeds: {n} images asked for, at most {MAX_IMAGES} at a time")
+    return n
+
+
+def _cleanup(tmp_dir: Path) -> None:
+    cutoff = time.time() - KEEP_S
+    for old in tmp_dir.glob("gen-*"):
+        try:
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def generate(
+    settings: Settings,
+    snap: Snapshot,
+    seeds: str,
+    trunc: float = 1.0,
+    class_idx: int | None = None,
+    fmt: str = "png",
+) -> Generated:
+    """Run the trainer's generate command on a snapshot into a fresh folder."""
+    count_seeds(seeds)
+    if fmt not in FORMATS:
+        raise InvalidInput(f"format: must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if not -2.0 <= trunc <= 2.0:
+        raise InvalidInput("trunc: truncation ψ must be between -2 and 2 (1 = none)")
+    if class_idx is not None and class_idx < 0:
+        raise InvalidInput("class: must be 0 (normal), 1 (tumour) or empty")
+    path = snapshot_file(snap)
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    _cleanup(settings.tmp_dir)
+    token = "gen-" + secrets.token_urlsafe(16)
+    folder = settings.tmp_dir / token
+    argv = [job_runner.python_for(settings.python_executable), "-m", "trainer", "generate"]
+    argv += ["--snapshot", str(path), "--seeds", seeds.replace(" ", ""), "--trunc", repr(trunc)]
+    argv += ["--outdir", str(folder), "--format", fmt, "--device", "cpu"]
+    if class_idx is not None:
+        argv += ["--class", str(class_idx)]
+    try:
+        out = subprocess.run(
+            argv, cwd=job_runner.ROOT, capture_output=True, text=True, timeout=GENERATE_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise InvalidInput(f"generation took longer than {GENERATE_TIMEOUT_S} s") from exc
+    if out.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
+        msg = lines[-1] if lines else job_runner.describe_exit(out.returncode)
+        raise InvalidInput(msg.removeprefix("error: "))
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    return Generated(token, folder, files)
+
+
+def generated_file(settings: Settings, token: str, name: str) -> Path:
+    """A file of an earlier generation, by token and name (no path tricks)."""
+    if not _TOKEN.match(token) or "/" in name or name.startswith("."):
+        raise NotFound("no such generated image")
+    path = settings.tmp_dir / token / name
+    if not path.is_file():
+        raise NotFound("this generated image has expired; generate again")
+    return path
+
+
+def zip_generated(gen: Generated, snap: Snapshot) -> Path:
+    """The generated files as one zip (stored next to them, removed with the folder)."""
+    out = gen.folder / f"snapshot-{snap.id}-kimg{snap.kimg}.zip"
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in gen.files:
+            zf.write(f, f.name)
+    return out
