@@ -1,0 +1,70 @@
+"""The blinded encoder: real and synthetic images both pass through `blind_png`, so nothing but
+the pixels tells them apart (same size, mode, PNG options; no text chunks or other metadata)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+from app.errors import InvalidInput
+
+COMPRESS_LEVEL = 6  # fixed, never "optimize": the same options for every image
+ALLOWED_CHUNKS = (b"IHDR", b"IDAT", b"IEND")
+
+
+def to_gray8(img: Image.Image) -> np.ndarray:
+    """8-bit grayscale pixels; 16-bit images map 0..65535 linearly onto 0..255."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        return np.clip(np.rint(arr * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+    if img.mode != "L":
+        img = img.convert("L")
+    return np.asarray(img, dtype=np.uint8)
+
+
+def blind_png(data: bytes, size: int) -> bytes:
+    """Decode any PNG and re-encode it as a bare 8-bit grayscale PNG of `size` x `size`.
+
+    A size mismatch is an error, not a resize: resizing one class only would mark it.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            pixels = to_gray8(img)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InvalidInput(f"not a readable image: {exc}") from exc
+    if pixels.shape != (size, size):
+        raise InvalidInput(
+            f"image is {pixels.shape[1]}x{pixels.shape[0]}, the study needs {size}x{size}"
+        )
+    return encode_gray8(pixels)
+
+
+def encode_gray8(pixels: np.ndarray) -> bytes:
+    """Write the PNG by hand (IHDR, one IDAT, IEND) so no library default can add a chunk."""
+    h, w = pixels.shape
+    raw = b"".join(b"\x00" + pixels[y].tobytes() for y in range(h))  # filter type 0 per row
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit, grayscale, no interlace
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    idat = zlib.compress(raw, COMPRESS_LEVEL)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def png_chunks(data: bytes) -> list[bytes]:
+    """The chunk types of a PNG, in order (for checks that nothing else slipped in)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    kinds, pos = [], 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kinds.append(data[pos + 4 : pos + 8])
+        pos += 12 + length
+    return kinds

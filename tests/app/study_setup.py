@@ -1,0 +1,137 @@
+"""Reader-study test set-up: a real tiny snapshot from the real trainer (once per session) and
+the dataset / job / snapshot rows that point at it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from app.db import session_scope
+from app.models import DatasetItem, DatasetVersion, Job, Review, Snapshot, Study, User, Volume
+from tests.trainer.zipdata import phantom_zip
+
+ROOT = Path(__file__).resolve().parents[2]
+RES = 16
+N_IMAGES = 16
+_CACHE: dict[str, TinyRun] = {}
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    zip_path: Path
+    snapshot_path: Path
+
+
+@dataclass(frozen=True)
+class World:
+    dataset_id: int
+    snapshot_id: int
+    holdout_id: int | None = None
+
+
+@pytest.fixture(scope="session", name="tiny_run")
+def tiny_run_fixture(tmp_path_factory) -> TinyRun:
+    """Train the real trainer for a few images on a 16x16 zip; the snapshot is what studies use."""
+    if "run" not in _CACHE:
+        base = tmp_path_factory.mktemp("study-trainer")
+        zip_path = Path(phantom_zip(base / "train.zip", n=N_IMAGES, res=RES, seed=1))
+        cmd = [sys.executable, "-m", "trainer", "train", "--data", str(zip_path),
+               "--outdir", str(base / "run"), "--kimg", "0.02", "--tick", "0.01",
+               "--cbase", "64", "--cmax", "16", "--batch", "4", "--zdim", "16", "--map", "2",
+               "--snap", "1", "--device", "cpu", "--seed", "3"]  # fmt: skip
+        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=300)
+        snaps = sorted((base / "run").glob("snapshot-*.pt"))
+        assert snaps, "the trainer wrote no snapshot"
+        _CACHE["run"] = TinyRun(zip_path, snaps[-1])
+    return _CACHE["run"]
+
+
+def _dataset(session, name: str, zip_path: Path, n: int, res: int = RES) -> DatasetVersion:
+    ds = DatasetVersion(name=name, resolution=res, window="liver", window_width=150,
+                        window_level=30, bit_depth=8, content_hash="0" * 64, num_images=n,
+                        zip_path=str(zip_path))  # fmt: skip
+    session.add(ds)
+    session.flush()
+    return ds
+
+
+def _items(session, ds: DatasetVersion, volume: Volume, slices: range, admin: User) -> None:
+    """Provenance rows (volume, slice) for each image, as a frozen dataset version has."""
+    for position, index in enumerate(slices):
+        review = Review(volume_id=volume.id, slice_index=index, user_id=admin.id,
+                        decision="approved", label="normal")  # fmt: skip
+        session.add(review)
+        session.flush()
+        item = DatasetItem(dataset_id=ds.id, position=position, volume_id=volume.id,
+                           slice_index=index, label="normal", review_id=review.id)  # fmt: skip
+        session.add(item)
+
+
+def add_world(sessions, data_dir: Path, tiny: TinyRun, job_resolution: int = RES,
+              holdout: bool = False) -> World:  # fmt: skip
+    """A dataset version (the zip the snapshot was trained on), its job and the snapshot row.
+
+    With `holdout`, a second version whose slices 8..23 overlap the training slices 0..15, so
+    8 of its 16 images are held out from training.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    zip_path = data_dir / "train.zip"
+    shutil.copy(tiny.zip_path, zip_path)
+    with session_scope(sessions) as session:
+        admin = session.scalar(select(User).where(User.username == "admin"))
+        ds = _dataset(session, "train", zip_path, N_IMAGES)
+        job = Job(dataset_id=ds.id, resolution=job_resolution, total_kimg=0.02, state="completed",
+                  run_dir=str(tiny.snapshot_path.parent))  # fmt: skip
+        session.add(job)
+        session.flush()
+        snap = Snapshot(job_id=job.id, kimg=0, path=str(tiny.snapshot_path))
+        session.add(snap)
+        holdout_id = None
+        if holdout:
+            volume = Volume(name="v", source_path="-", source_sha256="0" * 64, cache_path="-",
+                            shape=[16, 16, 32], spacing=[1, 1, 1], affine=[], hu_min=-1000,
+                            hu_max=1000)  # fmt: skip
+            session.add(volume)
+            session.flush()
+            _items(session, ds, volume, range(0, 16), admin)
+            other_zip = Path(phantom_zip(data_dir / "other.zip", n=N_IMAGES, res=RES, seed=2))
+            other = _dataset(session, "other", other_zip, N_IMAGES)
+            _items(session, other, volume, range(8, 24), admin)
+            holdout_id = other.id
+        session.flush()
+        return World(ds.id, snap.id, holdout_id)
+
+
+def create_study(admin: httpx.Client, world: World, **overrides) -> dict:
+    body = {"snapshot_id": world.snapshot_id, "dataset_id": world.dataset_id, "n_real": 3,
+            "n_fake": 3, "readers": ["reader1", "reader2"], "truncation": 0.7,
+            "rate_usable": True, **overrides}  # fmt: skip
+    r = admin.post("/api/studies", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def truth_by_token(sessions, study_id: int) -> dict[str, bool]:
+    """The answer key, read straight from the database (what no reader may reach)."""
+    with session_scope(sessions) as session:
+        study = session.get(Study, study_id)
+        return {t.token: t.image.synthetic for r in study.readers for t in r.trials}
+
+
+def answer_all(client: httpx.Client, study_id: int, rating_for=lambda i: 1 + i % 5) -> list[str]:
+    """Answer every remaining trial through the JSON API; returns the tokens in order."""
+    tokens = []
+    while (r := client.get(f"/api/studies/{study_id}/next")).status_code == 200:
+        token = r.json()["trial"]
+        body = {"trial": token, "rating": rating_for(len(tokens)), "usable": True}
+        assert client.post(f"/api/studies/{study_id}/answers", json=body).status_code == 200
+        tokens.append(token)
+    assert r.status_code == 204, r.text
+    return tokens
