@@ -18,6 +18,13 @@ class Settings:
     # Training jobs (issue 4): how many trainer subprocesses may run at once.
     max_concurrent_jobs: int = 1
     python_executable: str = field(default_factory=lambda: os.environ.get("MEDSYNTH_PYTHON", ""))
+    # Metric runs (issue 5): few at once and at a lower CPU priority, so training keeps going.
+    max_concurrent_metric_runs: int = 1
+    metric_run_nice: int = 10  # added to the metrics process's niceness (0: same as the app)
+    # A custom torch-fidelity feature extractor for every run (`--extractor-module` of
+    # `python -m trainer metrics`), e.g. "mypkg.radnet:register"; empty: the library defaults.
+    metrics_extractor_module: str = ""
+    metrics_feature_extractor: str = ""
 
     @property
     def volumes_dir(self) -> Path:
@@ -76,4 +83,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         secret_key=env.get("MEDSYNTH_SECRET_KEY") or _secret_key(data_dir),
         max_upload_bytes=int(env.get("MEDSYNTH_MAX_UPLOAD_BYTES", 4 * 1024**3)),
         max_concurrent_jobs=int(env.get("MEDSYNTH_MAX_CONCURRENT_JOBS", 1)),
+        max_concurrent_metric_runs=int(env.get("MEDSYNTH_MAX_CONCURRENT_METRIC_RUNS", 1)),
+        metric_run_nice=int(env.get("MEDSYNTH_METRIC_RUN_NICE", 10)),
+        metrics_extractor_module=env.get("MEDSYNTH_METRICS_EXTRACTOR_MODULE", ""),
+        metrics_feature_extractor=env.get("MEDSYNTH_METRICS_FEATURE_EXTRACTOR", ""),
     )
