@@ -1,0 +1,80 @@
+"""Argument parser of `python -m trainer`; train flags default to None so presets can fill them."""
+
+from __future__ import annotations
+
+import argparse
+
+BOOL = argparse.BooleanOptionalAction
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train StyleGAN2-ADA on a dataset zip",
+        description="Train into --outdir, which is the run directory itself. --resume latest "
+        "continues the newest snapshot there with the run's own options (only --kimg, --snap, "
+        "--device, --workers, --compile, --channels-last may change); --resume FILE from "
+        "another run fine-tunes its weights on --data.",
+    )
+    a = p.add_argument
+    a("--data", help="dataset zip (StyleGAN2-ADA layout); taken from the run when resuming")
+    a("--outdir", required=True, help="the run directory (created if missing)")
+    a("--res", type=int, help="expected image size; the data must match it")
+    a("--kimg", type=float, help="train until this many thousand real images (default 25000)")
+    a("--batch", type=int, help="total batch over all processes (default: from the preset)")
+    a("--gamma", type=float, help="R1 weight (default: 0.0002 * res^2 / batch)")
+    a("--aug", choices=["ada", "noaug"], help="augmentation (default ada)")
+    a("--target", type=float, help="ADA target for E[sign(D(real))] (default 0.6)")
+    a("--p", type=float, help="fixed augmentation probability (no tuning)")
+    a("--ada-kimg", type=float, help="ADA speed: kimg for p to go 0 -> 1 (default 500)")
+    a("--mirror", action=BOOL, help="add x-flipped copies of the images")
+    a("--cond", action=BOOL, help="condition on dataset.json labels (normal / tumour)")
+    a("--snap", type=int, help="snapshot every N ticks (default 50)")
+    a("--tick", type=float, help="kimg per tick (default 4)")
+    a("--seed", type=int, help="random seed (default 0)")
+    a("--resume", help="SNAPSHOT file, or 'latest' in --outdir")
+    a("--device", choices=["cpu", "cuda", "auto"], help="default auto (cuda when present)")
+    a("--cfg", choices=["auto", "paper"], help="preset (default auto)")
+    a("--cbase", type=int, help="channel base (channels = min(cbase / res, cmax))")
+    a("--cmax", type=int, help="maximum channels per layer")
+    a("--map", type=int, help="mapping network depth")
+    a("--zdim", type=int, help="z and w dimensionality (default 512; small for tests)")
+    a("--mbstd-group", type=int, help="minibatch-std group size (default min(batch, 4))")
+    a("--lr", type=float, help="Adam learning rate")
+    a("--ema", type=float, help="G_ema half-life in kimg")
+    a("--bf16", action=BOOL, help="bf16 on layers >= 64^2 on CUDA (default on)")
+    a("--channels-last", action=BOOL, help="channels_last memory format")
+    a("--compile", action=BOOL, help="torch.compile the main-phase networks")
+    a("--workers", type=int, help="threads decoding the PNGs at start")
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="images from a snapshot")
+    a = p.add_argument
+    a("--snapshot", required=True, help="snapshot-KKKKKK.pt")
+    a("--seeds", required=True, help="e.g. 0-99 or 1,5,7")
+    a("--trunc", type=float, default=1.0, help="truncation psi (default 1 = none)")
+    a("--class", dest="class_idx", type=int, help="class for a conditional generator")
+    a("--outdir", required=True)
+    a("--format", choices=["png", "png16", "nifti"], default="png")
+    a("--hu", help="LO,HI (write --hu=-1000,1000): HU at pixel 0 and at full scale")
+    a("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    a("--raw", action="store_true", help="use G instead of G_ema")
+    a("--batch", type=int, default=8)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description="MedSynth trainer")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_generate(sub)
+    # Listed for --help only: main() hands these argv to trainer.metrics.main unparsed.
+    sub.add_parser(
+        "metrics", help="quality metrics of a snapshot, one JSON object (trainer.metrics)"
+    )
+    sub.add_parser(
+        "fetch-weights", help="download the metrics' pretrained weights (trainer.metrics)"
+    )
+    i = sub.add_parser("info", help="print a snapshot's facts as one JSON line")
+    i.add_argument("--snapshot", required=True)
+    return parser
