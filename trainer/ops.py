@@ -144,14 +144,16 @@ def modulated_conv2d(
     n, c_in, h, w_ = x.shape
     c_out = weight.shape[0]
     ftype = torch.promote_types(weight.dtype, torch.float32)  # fp32 or better
-    w = weight.to(ftype)[None] * styles.to(ftype)[:, None, :, None, None]  # [N, O, I, k, k]
     dcoefs = None
     if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
+        # sum_{i,k} (w_oik s_i)^2 = sum_i s_i^2 sum_k w_oik^2: no [N, O, I, k, k] tensor needed.
+        wsq = weight.to(ftype).square().sum(dim=[2, 3])  # [O, I]
+        dcoefs = (styles.to(ftype).square() @ wsq.t() + 1e-8).rsqrt()  # [N, O]
     if not fused:
         x = x * styles.to(x.dtype)[:, :, None, None]
         x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up, down, padding)
         return x if dcoefs is None else x * dcoefs.to(x.dtype)[:, :, None, None]
+    w = weight.to(ftype)[None] * styles.to(ftype)[:, None, :, None, None]  # [N, O, I, k, k]
     if dcoefs is not None:
         w = w * dcoefs[:, :, None, None, None]
     x = x.reshape(1, n * c_in, h, w_)  # samples become groups
