@@ -170,7 +170,7 @@ class JobMonitor:
         if job.state == "cancelling" and asked and job.pid:
             if (utcnow() - asked).total_seconds() > CANCEL_GRACE_S:
                 log.warning("job %s ignored SIGTERM for %ss: SIGKILL", job.id, CANCEL_GRACE_S)
-                job_runner.signal_group(job.pid, signal.SIGKILL)
+                job_runner.kill_tree(job.pid)
 
     def _finish(self, session: Session, job: Job, code: int | None) -> None:
         reached = job.kimg >= job.total_kimg - KIMG_EPS
@@ -295,7 +295,7 @@ class JobMonitor:
         session.commit()
         session.refresh(job)
         if job.state == "cancelling":  # cancelled while we were spawning
-            job_runner.signal_group(proc.pid, signal.SIGTERM)
+            job_runner.request_stop(proc.pid)
         log.info("job %s started: pid %s on %s (resume: %s)", job.id, proc.pid, device, resume)
 
 

@@ -72,8 +72,8 @@ def _arg(v: float) -> str:
 def trainer_argv(python: str, job: Job, resume: str | None) -> list[str]:
     """The command line of one launch of a job (torchrun when it spans several GPUs).
 
-    `--resume latest` continues with the run's own options; only kimg, snap and device may
-    change, so nothing else is passed (the trainer would warn that it ignores them).
+    `--resume latest` continues with the run's own options; only kimg, snap, device and the
+    metrics options may change, so nothing else is passed (the trainer would warn otherwise).
     """
     o = job.options
     head = [python, "-m", "trainer"]
@@ -81,10 +81,12 @@ def trainer_argv(python: str, job: Job, resume: str | None) -> list[str]:
         head = [python, "-m", "torch.distributed.run", "--standalone"]
         head += [f"--nproc_per_node={o['gpus']}", "-m", "trainer"]
     device = ["--device", "cuda" if o.get("gpus", 0) > 0 else "cpu"]
+    every = o.get("metrics_every") or 0  # FID/KID every N snapshots; 0 = off, the trainer's default
+    metrics = ["--metrics-every", str(every)] if every else []
     argv = head + ["train", "--data", o["data"], "--outdir", job.run_dir]
     if resume == "latest":
         kimg = ["--kimg", _arg(job.total_kimg), "--snap", str(o["snap"])]
-        return argv + ["--resume", "latest"] + kimg + device
+        return argv + ["--resume", "latest"] + kimg + metrics + device
     argv += ["--res", str(o["resolution"]), "--kimg", _arg(o["kimg"])]
     argv += ["--batch", str(o["batch"]), "--gamma", _arg(o["gamma"]), "--aug", o["aug"]]
     if o["aug"] == "ada":
@@ -95,7 +97,7 @@ def trainer_argv(python: str, job: Job, resume: str | None) -> list[str]:
     for key in ("tick", "cbase", "cmax", "zdim"):
         if o.get(key) is not None:
             argv += [f"--{key}", _arg(o[key])]
-    argv += device
+    argv += metrics + device
     if resume:
         argv += ["--resume", resume]
     return argv
@@ -146,6 +148,59 @@ def signal_group(pid: int, sig: int) -> bool:
             return True
         except OSError:
             return False
+
+
+def _descendants(pid: int) -> list[int]:
+    """Pids of the live descendants of `pid`, from /proc (torchrun puts its workers in
+    sessions of their own, so the process group does not reach them)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if fields[0] not in ("Z", "X"):
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def _is_torchrun(pid: int) -> bool:
+    try:
+        return b"torch.distributed.run" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def request_stop(pid: int) -> bool:
+    """Ask the trainer to snapshot and exit (SIGTERM).
+
+    Under torchrun only the workers are signalled: they snapshot and exit 0, and torchrun then
+    exits 0 too (signalled itself, it would exit 1 after forwarding the signal).
+    """
+    if not _is_torchrun(pid):
+        return signal_group(pid, signal.SIGTERM)
+    workers = _descendants(pid)
+    for worker in workers:
+        try:
+            os.kill(worker, signal.SIGTERM)
+        except OSError:
+            pass
+    return bool(workers) or signal_group(pid, signal.SIGTERM)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL the trainer's group and every descendant (torchrun workers included)."""
+    for child in _descendants(pid):
+        try:
+            os.kill(child, signal.SIGKILL)
+        except OSError:
+            pass
+    signal_group(pid, signal.SIGKILL)
 
 
 def describe_exit(code: int | None) -> str:

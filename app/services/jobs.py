@@ -7,7 +7,6 @@ change. State changes are compare-and-set updates, so a click racing the monitor
 from __future__ import annotations
 
 import math
-import signal
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -104,7 +103,7 @@ def cancel_job(session: Session, job_id: int, user: User) -> Job:
         job = get_job(session, job_id)
         # pid is None only while the monitor is spawning; it signals right after.
         if job.pid and job_runner.is_our_trainer(job.pid, job.run_dir):
-            job_runner.signal_group(job.pid, signal.SIGTERM)
+            job_runner.request_stop(job.pid)
         return job
     if job.state in ("cancelling", "cancelled"):
         return job  # already asked: no second signal, nothing else changes
