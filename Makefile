@@ -1,4 +1,6 @@
 # Two commands on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,9 +15,13 @@ $(BIN)/python:
 
 # torch/torchvision are pinned to the releases this machine keeps on disk, so pip takes them
 # from there instead of downloading a CUDA build; everything else comes from pyproject.toml.
+# (This machine's pip configuration warns about every missing local index folder: filtered.)
+QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }
+
 $(STAMP): pyproject.toml requirements-torch.txt | $(BIN)/python
-	$(BIN)/pip install -q -r requirements-torch.txt
-	$(BIN)/pip install -q -e '.[test]'
+	@echo "installing into $(VENV) (PyTorch is large: a minute or two)..."
+	$(BIN)/pip install -q -r requirements-torch.txt $(QUIET_PIP)
+	$(BIN)/pip install -q -e '.[test]' $(QUIET_PIP)
 	touch $(STAMP)
 
 run: $(STAMP)
