@@ -71,6 +71,7 @@ def _device(name: str):
 
 def _train(args: argparse.Namespace, stop, log_holder: list) -> int:
     from trainer.loop import Run, start, training_loop
+    from trainer.periodic_metrics import PeriodicMetrics
     from trainer.stats import RunLog
     from trainer.training import Trainer
 
@@ -106,8 +107,9 @@ def _train(args: argparse.Namespace, stop, log_holder: list) -> int:
         log.line(f"warning: resuming with the run's own options; ignored {' '.join(ignored)}")
     if device.type == "cuda" and ds.images.numel() * ds.images.element_size() < 2**31:
         ds.to(device)  # the whole dataset on the GPU: batches need no host transfer
+    metrics = PeriodicMetrics(cfg.train, log, dist_info.is_main)  # a bad module: exit 2 now
     trainer = Trainer(cfg, ds, device, dist_info)
-    run = Run(cfg, ds, run_dir, log, dist_info, stop)
+    run = Run(cfg, ds, run_dir, log, dist_info, stop, metrics)
     log.line(
         f"{mode} run in {run_dir}: {ds.num_images} images {ds.resolution}x{ds.resolution} "
         f"{ds.bits}-bit, batch {cfg.train.batch}, {dist_info.world_size} process(es) on "

@@ -112,6 +112,9 @@ class TrainConfig:
     workers: int = 1
     grid_seed: int = 0
     data: str = ""
+    metrics_every: int = 0  # FID/KID at every N-th snapshot (and the last); 0 = off
+    metrics_num: int = 2000  # generated samples per measurement: a curve, not a final number
+    metrics_extractor_module: str = ""  # MODULE[:FUNCTION] registering a feature extractor
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,12 @@ def shutdown(clean: bool = True) -> None:
         dist.destroy_process_group()
 
 
+def barrier() -> None:
+    """Wait for every rank (e.g. while rank 0 alone measures FID/KID)."""
+    if active():
+        dist.barrier()
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """Sum over ranks, in place; returns t."""
     if active():

@@ -2,6 +2,7 @@
 
 Snapshots are taken only at minibatch boundaries, and the RNG states captured for a snapshot
 are put back after it is written, so a run that stops and resumes matches one that did not.
+At a snapshot where FID/KID are due, the tick's stats line is written after them and holds them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from trainer.dataset import ImageDataset
 from trainer.distributed import DistInfo
 from trainer.generate import save_sample_grid
 from trainer.hu import hu_mapping
+from trainer.periodic_metrics import PeriodicMetrics
 from trainer.stats import RunLog
 from trainer.training import Trainer
 
@@ -64,6 +66,7 @@ class Run:
     log: RunLog
     dist: DistInfo
     stop: StopFlag
+    metrics: PeriodicMetrics | None = None
 
 
 def _dataset_info(ds: ImageDataset) -> dict:
@@ -144,8 +147,8 @@ def _save_grid(run: Run, trainer: Trainer, path: str) -> None:
         run.log.line(f"warning: could not write {os.path.basename(path)} ({e})")
 
 
-def end_tick(run: Run, trainer: Trainer, progress: Progress, tick_time: float) -> None:
-    """Reduce the tick's statistics, write one stats.jsonl record and one log line."""
+def end_tick(run: Run, trainer: Trainer, progress: Progress, tick_time: float) -> dict:
+    """Reduce the tick's statistics and log one line; returns the stats.jsonl record."""
     means = trainer.tick_stats.means()
     trainer.tick_stats.reset()
     nimg = trainer.cur_nimg - progress.tick_start_nimg
@@ -176,7 +179,6 @@ def end_tick(run: Run, trainer: Trainer, progress: Progress, tick_time: float) -
         "timestamp": time.time(),
     }
     if run.dist.is_main:
-        run.log.stats(rec)
         fmt = {k: ("-" if v is None else f"{v:.4g}") for k, v in rec.items()}
         run.log.line(
             f"tick {rec['tick']} kimg {rec['kimg']:.3f} sec/kimg {fmt['sec_per_kimg']} "
@@ -184,6 +186,30 @@ def end_tick(run: Run, trainer: Trainer, progress: Progress, tick_time: float) -
             f"pl {fmt['pl']} augment_p {rec['augment_p']:.4g} rt {fmt['rt']} "
             f"gpu_mem_gb {mem:.2f}"
         )
+    return rec
+
+
+def finish_tick(
+    run: Run, trainer: Trainer, progress: Progress, tick_time: float, done: bool
+) -> bool:
+    """Stats line, snapshot when due, FID/KID when due; False when the final snapshot failed."""
+    rec = end_tick(run, trainer, progress, tick_time)
+    snap = done or progress.tick % run.cfg.train.snap_ticks == 0
+    measure = snap and run.metrics is not None and run.metrics.due(progress.tick, done)
+    if not measure:
+        _write_stats(run, rec)
+    if not snap:
+        return True
+    ok = take_snapshot(run, trainer, progress)
+    if measure:  # the tick's line waits for its FID/KID, so the chart reads them from it
+        found = run.metrics.measure(trainer.G_ema, run.dataset, trainer.device, rec["kimg"])
+        _write_stats(run, rec | found)
+    return ok or not done
+
+
+def _write_stats(run: Run, rec: dict) -> None:
+    if run.dist.is_main:
+        run.log.stats(rec)
 
 
 def _stop(run: Run, trainer: Trainer, progress: Progress, tick_elapsed: float) -> int:
@@ -208,10 +234,8 @@ def training_loop(run: Run, trainer: Trainer, progress: Progress) -> int:
         trainer.step()
         done = trainer.cur_nimg >= total
         if trainer.cur_nimg >= progress.tick_start_nimg + tick_len or done:
-            end_tick(run, trainer, progress, time.time() - t0)
-            if done or progress.tick % tc.snap_ticks == 0:
-                if not take_snapshot(run, trainer, progress) and done:
-                    return 1
+            if not finish_tick(run, trainer, progress, time.time() - t0, done):
+                return 1
             t0 = time.time()
     if progress.last_snapshot_nimg != trainer.cur_nimg:
         if not take_snapshot(run, trainer, progress):

@@ -29,6 +29,9 @@ RESUME_OVERRIDES = {
     "workers": "workers",
     "compile": "compile",
     "channels_last": "channels_last",
+    "metrics_every": "metrics_every",  # measurements never touch the training state
+    "metrics_num": "metrics_num",
+    "metrics_extractor_module": "metrics_extractor_module",
 }
 
 
@@ -96,6 +99,9 @@ def config_from_args(
         compile=bool(args.compile),
         workers=_pick(args.workers, 1),
         data=args.data or "",
+        metrics_every=_pick(args.metrics_every, 0),
+        metrics_num=_pick(args.metrics_num, 2000),
+        metrics_extractor_module=args.metrics_extractor_module or "",
     )
     _check_train(train)
     return RunConfig(network=net, loss=loss, augment=_augment_config(args), train=train)
@@ -104,6 +110,8 @@ def config_from_args(
 def _check_train(t: TrainConfig) -> None:
     if t.batch < 1 or t.kimg_per_tick <= 0 or t.snap_ticks < 1 or t.total_kimg < 0:
         raise UsageError("--batch, --tick and --snap must be positive, --kimg >= 0")
+    if t.metrics_every < 0 or t.metrics_num < 2:
+        raise UsageError("--metrics-every must be >= 0 (0 = off) and --metrics-num >= 2")
 
 
 def resume_config(saved: dict, args: argparse.Namespace, ignored: list[str]) -> RunConfig:

@@ -13,8 +13,8 @@ def _add_train(sub) -> None:
         help="train StyleGAN2-ADA on a dataset zip",
         description="Train into --outdir, which is the run directory itself. --resume latest "
         "continues the newest snapshot there with the run's own options (only --kimg, --snap, "
-        "--device, --workers, --compile, --channels-last may change); --resume FILE from "
-        "another run fine-tunes its weights on --data.",
+        "--device, --workers, --compile, --channels-last and --metrics-* may change); --resume "
+        "FILE from another run fine-tunes its weights on --data.",
     )
     a = p.add_argument
     a("--data", help="dataset zip (StyleGAN2-ADA layout); taken from the run when resuming")
@@ -46,6 +46,33 @@ def _add_train(sub) -> None:
     a("--channels-last", action=BOOL, help="channels_last memory format")
     a("--compile", action=BOOL, help="torch.compile the main-phase networks")
     a("--workers", type=int, help="threads decoding the PNGs at start")
+    _add_metrics(a)
+
+
+def _add_metrics(a) -> None:
+    """FID/KID during training, for the FID-over-kimg curve of the job page."""
+    a(
+        "--metrics-every",
+        type=int,
+        metavar="N",
+        help="FID/KID of G_ema at every N-th snapshot and the last, written into that tick's "
+        "stats.jsonl line; 0 = off (default). Slow on the CPU; needs the Inception weights "
+        "(python -m trainer fetch-weights) unless --metrics-extractor-module names another",
+    )
+    a(
+        "--metrics-num",
+        type=int,
+        metavar="N",
+        help="generated samples per measurement (default 2000: FID from 2k samples is biased "
+        "upward, so read it as a curve, not as the final number; `python -m trainer "
+        "metrics` gives that)",
+    )
+    a(
+        "--metrics-extractor-module",
+        metavar="MODULE[:FUNCTION]",
+        help="as `metrics --extractor-module`: import MODULE (and call FUNCTION) to register a "
+        "torch-fidelity feature extractor; a name FUNCTION returns replaces Inception",
+    )
 
 
 def _add_generate(sub) -> None:

@@ -20,7 +20,7 @@ from app.models import DatasetVersion, Snapshot
 
 FIELDS = (
     "dataset_id", "resolution", "kimg", "batch", "gamma", "aug", "target", "cond", "mirror",
-    "snap", "seed", "tick", "cbase", "cmax", "zdim", "gpus", "resume_from",
+    "snap", "seed", "tick", "cbase", "cmax", "zdim", "gpus", "resume_from", "metrics_every",
 )  # fmt: skip
 IGNORED = ("csrf_token",)
 DEFAULT_KIMG = 1000.0
@@ -71,6 +71,7 @@ def form_defaults(dataset: DatasetVersion | None, devices: Devices) -> dict[str,
         "gamma": default_gamma(res, batch), "aug": "ada", "target": DEFAULT_TARGET,
         "cond": False, "mirror": False, "snap": DEFAULT_SNAP, "seed": 0, "tick": None,
         "cbase": None, "cmax": None, "zdim": None, "gpus": gpus, "resume_from": None,
+        "metrics_every": 0,
     }  # fmt: skip
 
 
@@ -245,7 +246,12 @@ def validate_job_options(
             errors["cond"] = f"conditioning needs normal and tumour images; all are {kind}"
     opts["mirror"] = _flag(raw, "mirror", errors)
 
-    for key, default, lo, hi in (("snap", DEFAULT_SNAP, 1, 100_000), ("seed", 0, 0, 2**31 - 1)):
+    ranges = (
+        ("snap", DEFAULT_SNAP, 1, 100_000),
+        ("seed", 0, 0, 2**31 - 1),
+        ("metrics_every", 0, 0, 100_000),
+    )  # FID/KID every N snapshots; 0 = off
+    for key, default, lo, hi in ranges:
         v = _num(raw, key, int, errors)
         v = default if v is None else v
         if not lo <= v <= hi:
