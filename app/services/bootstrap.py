@@ -1,4 +1,4 @@
-"""Start-up: clear scratch files; on an empty database an admin (password printed once) and demo data."""
+"""Start-up: clear scratch files; on an empty database, an admin (password shown once) and demos."""
 
 from __future__ import annotations
 

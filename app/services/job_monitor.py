@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -59,8 +58,7 @@ class JobMonitor:
         self._devices_ready = threading.Event()
         if devices is not None:
             self._devices_ready.set()
-        self._children: dict[int, subprocess.Popen] = {}  # job id → process we started
-        self._exit_codes: dict[int, int] = {}  # reaped but not yet recorded
+        self._procs = job_runner.ChildProcesses()  # by job id
         self._offsets: dict[int, int] = {}  # job id → bytes of stats.jsonl imported
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -146,24 +144,7 @@ class JobMonitor:
 
     def _check_process(self, job: Job) -> tuple[bool, int | None]:
         """(exited, exit code or None when it was not our child to reap)."""
-        if job.id in self._exit_codes:
-            return True, self._exit_codes[job.id]
-        if job.pid is None:
-            return True, None  # claimed, but the app stopped before the trainer started
-        proc = self._children.get(job.id)
-        if proc is not None and proc.pid == job.pid:
-            code = proc.poll()
-            if code is None:
-                return False, None
-            del self._children[job.id]
-            self._exit_codes[job.id] = code
-            return True, code
-        if job_runner.is_our_trainer(job.pid, job.run_dir):
-            return False, None  # re-attached: alive, followed through /proc
-        exited, code = job_runner.try_reap(job.pid)
-        if code is not None:
-            self._exit_codes[job.id] = code
-        return True, code
+        return self._procs.check(job.id, job.pid, job.run_dir)
 
     def _escalate_cancel(self, job: Job) -> None:
         asked = job.cancel_requested_at
@@ -196,14 +177,13 @@ class JobMonitor:
             state = "failed"
             last = _last_error_line(Path(job.run_dir))
             error = f"{job_runner.describe_exit(code)}" + (f": {last}" if last else "")
-        done = session.execute(
+        session.execute(
             update(Job)
             .where(Job.id == job.id, Job.state.in_(LIVE))
             .values(state=state, exit_code=code, error=error, finished_at=utcnow())
         )
         session.commit()
-        if done.rowcount == 1 or job.id not in self._exit_codes:
-            self._exit_codes.pop(job.id, None)
+        self._procs.forget(job.id)  # recorded now, or the row was no longer live
         log.info("job %s %s (%s)", job.id, state, job_runner.describe_exit(code))
 
     def _import_progress(self, session: Session, job: Job) -> None:
@@ -289,8 +269,7 @@ class JobMonitor:
             )  # fmt: skip
             session.commit()
             return
-        self._children[job.id] = proc
-        self._exit_codes.pop(job.id, None)
+        self._procs.started(job.id, proc)
         session.execute(update(Job).where(Job.id == job.id).values(pid=proc.pid, device=device))
         session.commit()
         session.refresh(job)

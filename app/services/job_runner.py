@@ -103,6 +103,44 @@ def trainer_argv(python: str, job: Job, resume: str | None) -> list[str]:
     return argv
 
 
+class ChildProcesses:
+    """The subprocesses this app follows, by row id: its own children (reaped here, so their
+    exit codes are known) and those a former app started (followed through /proc)."""
+
+    def __init__(self) -> None:
+        self._children: dict[int, subprocess.Popen] = {}
+        self._exit_codes: dict[int, int] = {}  # reaped but not yet recorded
+
+    def started(self, key: int, proc: subprocess.Popen) -> None:
+        self._children[key] = proc
+        self._exit_codes.pop(key, None)
+
+    def forget(self, key: int) -> None:
+        """The row recorded the outcome: nothing more to remember."""
+        self._exit_codes.pop(key, None)
+
+    def check(self, key: int, pid: int | None, run_dir: str) -> tuple[bool, int | None]:
+        """(exited, exit code or None when it was not our child to reap)."""
+        if key in self._exit_codes:
+            return True, self._exit_codes[key]
+        if pid is None:
+            return True, None  # claimed, but the app stopped before the process started
+        proc = self._children.get(key)
+        if proc is not None and proc.pid == pid:
+            code = proc.poll()
+            if code is None:
+                return False, None
+            del self._children[key]
+            self._exit_codes[key] = code
+            return True, code
+        if is_our_trainer(pid, run_dir):
+            return False, None  # started by a former app: alive, followed through /proc
+        _, code = try_reap(pid)
+        if code is not None:
+            self._exit_codes[key] = code
+        return True, code
+
+
 def _proc_state(pid: int) -> str | None:
     """The one-letter state from /proc/PID/stat (Z for a zombie), or None when gone."""
     try:

@@ -112,8 +112,7 @@ class MetricRunFollower:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.python = job_runner.python_for(settings.python_executable)
-        self._children: dict[int, subprocess.Popen] = {}  # run id -> process we started
-        self._exit_codes: dict[int, int] = {}  # reaped but not yet recorded
+        self._procs = job_runner.ChildProcesses()  # by metric run id
         self._offsets: dict[int, int] = {}  # run id -> bytes of the progress file read
 
     def tick(self, session: Session, start: bool = True) -> None:
@@ -141,22 +140,7 @@ class MetricRunFollower:
 
     def _check_process(self, run: MetricRun) -> tuple[bool, int | None]:
         """(exited, exit code or None when it was not our child to reap)."""
-        if run.id in self._exit_codes:
-            return True, self._exit_codes[run.id]
-        if run.pid is None:
-            return True, None  # claimed, but the app stopped before the process started
-        proc = self._children.get(run.id)
-        if proc is not None and proc.pid == run.pid:
-            code = proc.poll()
-            if code is None:
-                return False, None
-            del self._children[run.id]
-            self._exit_codes[run.id] = code
-            return True, code
-        if job_runner.is_our_trainer(run.pid, run.run_dir):
-            return False, None  # started by a former app: followed through /proc
-        _, code = job_runner.try_reap(run.pid)
-        return True, code
+        return self._procs.check(run.id, run.pid, run.run_dir)
 
     def _escalate_cancel(self, run: MetricRun) -> None:
         asked = run.cancel_requested_at
@@ -191,7 +175,7 @@ class MetricRunFollower:
             .values(exit_code=code, finished_at=utcnow(), progress=run.progress, **values)
         )
         session.commit()
-        self._exit_codes.pop(run.id, None)
+        self._procs.forget(run.id)
         self._offsets.pop(run.id, None)
         log.info("metric run %s %s (%s)", run.id, values["state"], job_runner.describe_exit(code))
 
@@ -225,7 +209,7 @@ class MetricRunFollower:
             )  # fmt: skip
             session.commit()
             return
-        self._children[run.id] = proc
+        self._procs.started(run.id, proc)
         session.execute(update(MetricRun).where(MetricRun.id == run.id).values(pid=proc.pid))
         session.commit()
         session.refresh(run)

@@ -20,7 +20,7 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="session")
 def browser():
     if not shutil.which(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium chromium-driver (.ci/run does)")
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium chromium-driver")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
