@@ -34,9 +34,13 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check app trainer tests bench migrations
 
+# Each prints one JSON line. The trainer and metrics benches take minutes on a CPU
+# (pass --device cuda on a GPU machine).
 bench: $(STAMP)
 	$(BIN)/python bench/slice_render.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/trainer_speed.py --res 32,64
+	$(BIN)/python bench/metrics_speed.py
 
 migrate: $(STAMP)
 	$(BIN)/python -m app migrate
