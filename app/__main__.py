@@ -30,7 +30,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
-    from app.services.bootstrap import first_start
+    from app.services.accounts.bootstrap import first_start
 
     factory = _sessions(settings)
     with session_scope(factory) as session:
@@ -41,7 +41,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from app.services.demo import create_demo
+    from app.services.curation.demo import create_demo
 
     with session_scope(_sessions(settings)) as session:
         for volume in create_demo(session, settings, volumes=args.volumes, seed=args.seed):
@@ -50,7 +50,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
-    from app.services.ingest import ingest_paths
+    from app.services.curation.ingest import ingest_paths
 
     factory = _sessions(settings)
     failed = 0
@@ -69,7 +69,7 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
     import getpass
 
-    from app.services.users import create_token, create_user, get_user
+    from app.services.accounts.users import create_token, create_user, get_user
 
     with session_scope(_sessions(settings)) as session:
         if args.users_cmd == "create":
@@ -85,7 +85,7 @@ def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
-    from app.services.export import export_zip
+    from app.services.curation.export import export_zip
 
     with session_scope(_sessions(settings)) as session:
         path = export_zip(session, settings, args.dataset_id, Path(args.out))

@@ -16,8 +16,8 @@ from starlette.middleware.sessions import SessionMiddleware
 from app.db import make_engine, make_sessionmaker
 from app.errors import DomainError, NotAuthenticated
 from app.routes import auth, datasets, home, jobs, metrics, snapshots, studies, volumes
-from app.services.job_monitor import JobMonitor
-from app.services.metric_monitor import MetricRunFollower
+from app.services.evaluation.metric_monitor import MetricRunFollower
+from app.services.training.job_monitor import JobMonitor
 from app.settings import Settings, load_settings
 from app.templating import is_htmx, render
 

@@ -28,7 +28,7 @@ import json, resource, sys, time
 from pathlib import Path
 from app.db import make_engine, make_sessionmaker
 from app.migrate import upgrade
-from app.services.ingest import ingest_file
+from app.services.curation.ingest import ingest_file
 from app.settings import load_settings
 
 def peak_kb():
@@ -59,7 +59,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--slices", type=int, default=300)
     args = p.parse_args()
-    from app.imaging.phantom import make_phantom, write_phantom
+    from app.phantom.volume import make_phantom, write_phantom
 
     data = Path(tempfile.mkdtemp(prefix="medsynth-bench-"))
     try:

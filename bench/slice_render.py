@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.db import make_engine, make_sessionmaker, session_scope  # noqa: E402
-from app.imaging.phantom import make_phantom, write_phantom  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
-from app.services.ingest import ingest_file  # noqa: E402
-from app.services.users import create_token, create_user  # noqa: E402
+from app.phantom.volume import make_phantom, write_phantom  # noqa: E402
+from app.services.accounts.users import create_token, create_user  # noqa: E402
+from app.services.curation.ingest import ingest_file  # noqa: E402
 from app.settings import load_settings  # noqa: E402
 
 

@@ -16,7 +16,7 @@ import uvicorn
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.main import create_app
 from app.migrate import upgrade
-from app.services.users import create_token, create_user
+from app.services.accounts.users import create_token, create_user
 from app.settings import Settings
 
 PASSWORD = "correct-horse-battery"

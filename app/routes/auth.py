@@ -13,7 +13,7 @@ from app.deps import AdminUser, CurrentUser, SessionDep
 from app.errors import DomainError, InvalidInput
 from app.models import User
 from app.security import new_csrf_token, same_token, session_fingerprint
-from app.services import users as users_service
+from app.services.accounts import users as users_service
 from app.templating import render
 
 router = APIRouter()

@@ -14,8 +14,8 @@ from pydantic import BaseModel
 
 from app.deps import CurrentUser, SessionDep, SettingsDep
 from app.models import DatasetVersion
-from app.services import datasets as service
-from app.services.export import image_name
+from app.services.curation import datasets as service
+from app.services.curation.export import image_name
 from app.templating import is_htmx, render
 
 router = APIRouter()

@@ -12,10 +12,11 @@ from sqlalchemy import select
 from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from app.errors import InvalidInput, NotFound
 from app.models import DatasetVersion, Snapshot
-from app.services import charts, job_runner, metric_views
-from app.services import jobs as svc
-from app.services.job_monitor import JobMonitor
-from app.services.job_options import Devices, JobOptionsInvalid, form_defaults
+from app.presentation import charts, metric_views
+from app.services.training import job_runner
+from app.services.training import jobs as svc
+from app.services.training.job_monitor import JobMonitor
+from app.services.training.job_options import Devices, JobOptionsInvalid, form_defaults
 from app.templating import is_htmx, render
 
 router = APIRouter()

@@ -9,10 +9,10 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 
 from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from app.errors import InvalidInput
-from app.services import metric_pairs
-from app.services import metric_runs as svc
-from app.services import metric_views as views
-from app.services.snapshots import get_snapshot
+from app.presentation import metric_views as views
+from app.services.evaluation import metric_pairs
+from app.services.evaluation import metric_runs as svc
+from app.services.training.snapshots import get_snapshot
 from app.templating import is_htmx, render
 
 router = APIRouter()

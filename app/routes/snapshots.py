@@ -12,9 +12,9 @@ from starlette.background import BackgroundTask
 
 from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from app.errors import InvalidInput, NotFound
-from app.services import jobs as jobs_svc
-from app.services import metric_views
-from app.services import snapshots as svc
+from app.presentation import metric_views
+from app.services.training import jobs as jobs_svc
+from app.services.training import snapshots as svc
 from app.templating import render
 
 router = APIRouter()

@@ -12,9 +12,9 @@ from sqlalchemy import select
 from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from app.errors import DomainError, InvalidInput
 from app.models import DatasetVersion, Job, Snapshot, User
-from app.services import studies as svc
-from app.services import study_reading as reading
-from app.services import study_results
+from app.services.studies import manage as svc
+from app.services.studies import reading
+from app.services.studies import results as study_results
 from app.templating import render
 
 router = APIRouter()

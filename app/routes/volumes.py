@@ -17,10 +17,10 @@ from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from app.errors import InvalidInput
 from app.imaging.window import PRESETS, parse_window
 from app.models import Volume
-from app.services import reviews as rv
-from app.services import volumes as vs
-from app.services.ingest import ingest_file
-from app.services.uploads import receive_upload
+from app.services.curation import reviews as rv
+from app.services.curation import volumes as vs
+from app.services.curation.ingest import ingest_file
+from app.services.curation.uploads import receive_upload
 from app.templating import is_htmx, render
 
 router = APIRouter()

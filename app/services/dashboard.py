@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import DatasetVersion, Review, SliceInfo, User, Volume
-from app.services.audit import recent_events
+from app.services.curation.audit import recent_events
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Review, SliceInfo, User, Volume
-from app.services.reviews import add_review
+from app.services.curation.reviews import add_review
 from app.settings import Settings
 
 

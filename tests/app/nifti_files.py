@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, ornt_transform
 
-from app.imaging.phantom import Phantom, make_phantom, write_phantom
+from app.phantom.volume import Phantom, make_phantom, write_phantom
 
 SMALL = {"size": 64, "slices": 12}
 

@@ -2,7 +2,7 @@ from sqlalchemy import func, select
 
 from app.db import session_scope
 from app.models import User
-from app.services.bootstrap import first_start
+from app.services.accounts.bootstrap import first_start
 
 
 def test_first_start_creates_one_admin_and_prints_its_password_once(settings, db):

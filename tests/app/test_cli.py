@@ -18,8 +18,8 @@ import uvicorn
 
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.main import create_app
-from app.services.datasets import freeze_dataset
-from app.services.users import create_user
+from app.services.accounts.users import create_user
+from app.services.curation.datasets import freeze_dataset
 from app.settings import load_settings
 from tests.app.curation_data import curated, user
 from tests.conftest import PASSWORD, _free_port, _Server

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from app.db import session_scope
 from app.models import AuditEvent, DatasetVersion
-from app.services.demo import create_demo
-from app.services.reviews import add_review
+from app.services.curation.demo import create_demo
+from app.services.curation.reviews import add_review
 from tests.app.curation_data import curated, user
 from tests.app.sessions import browser, page_token
 

@@ -14,9 +14,9 @@ from app.db import session_scope
 from app.errors import Conflict
 from app.imaging.render import axial_display
 from app.models import DatasetVersion
-from app.services.datasets import freeze_dataset
-from app.services.export import ExportSettings, export_zip, render_slice
-from app.services.users import create_user
+from app.services.accounts.users import create_user
+from app.services.curation.datasets import freeze_dataset
+from app.services.curation.export import ExportSettings, export_zip, render_slice
 from tests.app.curation_data import curated, off_centre_body, review, user
 from tests.conftest import PASSWORD
 

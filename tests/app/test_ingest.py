@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 
 from app.errors import InsufficientStorage, InvalidInput, InvalidVolume
 from app.models import SliceInfo, Volume
-from app.services import ingest
-from app.services.demo import create_demo
-from app.services.ingest import ingest_file, ingest_paths
-from app.services.volumes import mask_array, suggestions, volume_array
+from app.services.curation import ingest
+from app.services.curation.demo import create_demo
+from app.services.curation.ingest import ingest_file, ingest_paths
+from app.services.curation.volumes import mask_array, suggestions, volume_array
 from tests.app.nifti_files import phantom_pair, save, truncated_gzip
 
 

@@ -6,8 +6,9 @@ import pytest
 
 from app.db import session_scope
 from app.models import Job
-from app.services import charts, job_runner
-from app.services.job_options import Devices, JobOptionsInvalid, validate_job_options
+from app.presentation import charts
+from app.services.training import job_runner
+from app.services.training.job_options import Devices, JobOptionsInvalid, validate_job_options
 from tests.app.job_helpers import TINY, make_dataset
 
 

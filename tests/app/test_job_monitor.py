@@ -10,10 +10,11 @@ from datetime import timedelta
 
 from app.db import session_scope
 from app.models import Job, utcnow
-from app.services import charts, job_runner
-from app.services import jobs as svc
-from app.services.job_monitor import JobMonitor
-from app.services.job_options import Devices
+from app.presentation import charts
+from app.services.training import job_runner
+from app.services.training import jobs as svc
+from app.services.training.job_monitor import JobMonitor
+from app.services.training.job_options import Devices
 from tests.app.job_helpers import make_dataset
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from app.db import session_scope
 from app.errors import InvalidInput
 from app.models import Job, Snapshot
-from app.services.job_options import Devices, JobOptionsInvalid, validate_job_options
+from app.services.training.job_options import Devices, JobOptionsInvalid, validate_job_options
 from tests.app.job_helpers import TINY, kill_trainers, make_dataset, wait_for
 
 

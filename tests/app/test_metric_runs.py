@@ -15,7 +15,7 @@ from PIL import Image
 
 from app.db import session_scope
 from app.models import DatasetVersion
-from app.services.study_results import snapshot_metrics
+from app.services.studies.results import snapshot_metrics
 from tests.app.job_helpers import kill_trainers, wait_for
 from tests.app.metric_helpers import FAST, TINY_EXTRACTOR_MODULE, metric_world, wait_run
 from tests.app.study_setup import tiny_run_fixture  # noqa: F401  (provides tiny_run)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from app.db import session_scope
 from app.models import Job, MetricRun, Snapshot
-from app.services.charts import job_charts
-from app.services.metric_views import fid_points, latest, ppl_label
+from app.presentation.charts import job_charts
+from app.presentation.metric_views import fid_points, latest, ppl_label
 from app.templating import templates
 from tests.app.job_helpers import make_dataset
 

@@ -175,7 +175,10 @@ def test_mask_on_another_grid_is_rejected_with_both_geometries(tmp_path):
 
 def test_mask_stored_in_another_voxel_order_still_matches(tmp_path):
     vol = save(tmp_path / "v.nii.gz", marked_ras(), RAS_AFFINE)
-    data, affine = reoriented(np.ones((6, 5, 4), np.uint8), RAS_AFFINE, ("L", "P", "S"))
+    labels_ras = (marked_ras() % 3).astype(np.uint8)  # asymmetric 0/1/2 labels
+    data, affine = reoriented(labels_ras, RAS_AFFINE, ("L", "P", "S"))
     mask = save(tmp_path / "m.nii.gz", data, affine)
     with open_nifti(vol, tmp_path) as v, open_nifti(mask, tmp_path) as m:
         check_same_grid(v, m)
+    loaded = load_volume(mask, mask=True)
+    assert np.array_equal(loaded.array, labels_ras)  # reoriented back, voxel for voxel

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from app.imaging.nifti import load_volume
-from app.imaging.phantom import make_phantom, write_phantom
+from app.phantom.volume import make_phantom, write_phantom
 from tests.app.nifti_files import small_phantom
 
 

@@ -10,16 +10,16 @@ from sqlalchemy import func, select
 from app.db import session_scope
 from app.errors import InvalidInput, NotFound
 from app.models import Review
-from app.services.demo import create_demo
-from app.services.reviews import (
+from app.services.accounts.users import create_user, get_user
+from app.services.curation.demo import create_demo
+from app.services.curation.reviews import (
     add_review,
     approved_reviews,
     history,
     latest_reviews,
     progress,
 )
-from app.services.users import create_user, get_user
-from app.services.volumes import get_volume
+from app.services.curation.volumes import get_volume
 from tests.conftest import PASSWORD
 
 

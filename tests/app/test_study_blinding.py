@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.db import session_scope
 from app.errors import InvalidInput
 from app.models import Study, StudyImage, Trial
-from app.services.study_images import blind_png, png_chunks
+from app.services.studies.images import blind_png, png_chunks
 from tests.app.study_setup import (  # noqa: F401  (tiny_run_fixture provides tiny_run)
     add_world,
     answer_all,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from app.services.study_stats import (
+from app.services.studies.stats import (
     Rating,
     agreement,
     detection,

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from app.db import session_scope
-from app.services.demo import create_demo
+from app.services.curation.demo import create_demo
 from tests.browser.conftest import login
 
 pytestmark = pytest.mark.browser

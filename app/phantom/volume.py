@@ -13,9 +13,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from app.imaging import anatomy as A
-from app.imaging.shapes import Canvas, Grid
-from app.imaging.skeleton import ribs, spine
+from app.phantom import anatomy as A
+from app.phantom.shapes import Canvas, Grid
+from app.phantom.skeleton import ribs, spine
 
 NOISE_HU = 12.0
 

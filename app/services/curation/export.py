@@ -22,20 +22,17 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound
+from app.imaging.crop import AIR_HU, BODY_THRESHOLD_HU, CROP_MARGIN, body_crop_box, crop_and_resize
 from app.imaging.render import axial_display
 from app.imaging.window import Window, to_uint8
 from app.models import DatasetVersion, Review, Volume
-from app.services.volumes import volume_array
+from app.services.curation.volumes import volume_array
 from app.settings import Settings
 
 HU_MODE = ("hu", 4095.0, 1023.5)  # name, width, level: [-1024, 3071], 12-bit CT
-BODY_THRESHOLD_HU = -500.0
-AIR_HU = -1000.0
-CROP_MARGIN = 0.04  # of the body's larger side, on each side
 PNG_COMPRESS_LEVEL = 6
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 LABELS = {"normal": 0, "tumour": 1}
@@ -73,35 +70,6 @@ class ExportSettings:
         return {"scale": self.width / self.max_value, "offset": self.hu_min}
 
 
-def body_crop_box(hu: np.ndarray) -> tuple[int, int, int]:
-    """(top, left, side) of a square centred on the largest body component of a 2D slice."""
-    labels, n = ndimage.label(hu > BODY_THRESHOLD_HU)
-    if n == 0:
-        rows, cols = hu.shape
-        r0, r1, c0, c1 = 0, rows, 0, cols
-    else:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        body = labels == int(np.argmax(sizes))
-        rr, cc = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
-        r0, r1, c0, c1 = int(rr[0]), int(rr[-1]) + 1, int(cc[0]), int(cc[-1]) + 1
-    side = int(np.ceil(max(r1 - r0, c1 - c0) * (1 + 2 * CROP_MARGIN)))
-    top = int(np.floor((r0 + r1 - side) / 2 + 0.5))
-    left = int(np.floor((c0 + c1 - side) / 2 + 0.5))
-    return top, left, side
-
-
-def crop_square(hu: np.ndarray, top: int, left: int, side: int) -> np.ndarray:
-    """The square [top:top+side, left:left+side] as float32, air wherever it leaves the image."""
-    out = np.full((side, side), AIR_HU, dtype=np.float32)
-    rows, cols = hu.shape
-    r0, r1 = max(top, 0), min(top + side, rows)
-    c0, c1 = max(left, 0), min(left + side, cols)
-    if r0 < r1 and c0 < c1:
-        out[r0 - top : r1 - top, c0 - left : c1 - left] = hu[r0:r1, c0:c1]
-    return out
-
-
 def to_pixels(hu: np.ndarray, es: ExportSettings) -> np.ndarray:
     """Linear map of [hu_min, hu_max] onto 0..max_value, clipped and rounded half to even;
     8-bit goes through the viewer's own mapping so export and viewer agree pixel for pixel."""
@@ -121,9 +89,7 @@ def encode_png(pixels: np.ndarray) -> bytes:
 def render_slice(hu: np.ndarray, es: ExportSettings) -> tuple[bytes, tuple[int, int, int]]:
     """One display-oriented HU slice -> (PNG bytes, crop box in the display slice)."""
     box = body_crop_box(hu)
-    square = Image.fromarray(crop_square(hu, *box))  # mode F
-    size = (es.resolution, es.resolution)
-    resized = np.asarray(square.resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
+    resized = crop_and_resize(hu, box, es.resolution)
     return encode_png(to_pixels(resized, es)), box
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import io
 import struct
-import zlib
 
 import numpy as np
 from PIL import Image
 
 from app.errors import InvalidInput
+from app.imaging.render import png_bytes
 
 COMPRESS_LEVEL = 6  # fixed, never "optimize": the same options for every image
 ALLOWED_CHUNKS = (b"IHDR", b"IDAT", b"IEND")
@@ -45,17 +45,8 @@ def blind_png(data: bytes, size: int) -> bytes:
 
 
 def encode_gray8(pixels: np.ndarray) -> bytes:
-    """Write the PNG by hand (IHDR, one IDAT, IEND) so no library default can add a chunk."""
-    h, w = pixels.shape
-    raw = b"".join(b"\x00" + pixels[y].tobytes() for y in range(h))  # filter type 0 per row
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit, grayscale, no interlace
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    idat = zlib.compress(raw, COMPRESS_LEVEL)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    """The one PNG writer of the viewer, with the study's fixed compression level."""
+    return png_bytes(np.ascontiguousarray(pixels, dtype=np.uint8), level=COMPRESS_LEVEL)
 
 
 def png_chunks(data: bytes) -> list[bytes]:

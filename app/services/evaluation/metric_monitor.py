@@ -22,8 +22,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.models import MetricRun, utcnow
-from app.services import job_runner
-from app.services.metric_runs import ADVANCED, PROGRESS_FILE, RESULT_FILE
+from app.services.evaluation.metric_runs import ADVANCED, PROGRESS_FILE, RESULT_FILE
+from app.services.training import job_runner
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

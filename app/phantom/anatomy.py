@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.imaging.shapes import Canvas, ellipse_distance, soft
+from app.phantom.shapes import Canvas, ellipse_distance, soft
 
 AIR, LUNG, FAT, VISCERAL_FAT, MUSCLE, LIVER = -1000.0, -860.0, -100.0, -90.0, 50.0, 60.0
 SPLEEN, KIDNEY_CORTEX, KIDNEY_MEDULLA, AORTA, IVC, VESSEL = 52.0, 170.0, 95.0, 180.0, 115.0, 135.0

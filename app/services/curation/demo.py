@@ -8,10 +8,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.imaging.phantom import make_phantom, write_phantom
 from app.models import User, Volume
-from app.services.ingest import ingest_file
-from app.services.volumes import stored_path
+from app.phantom.volume import make_phantom, write_phantom
+from app.services.curation.ingest import ingest_file
+from app.services.curation.volumes import stored_path
 from app.settings import Settings
 
 TUMOUR_CYCLE = (2, 0, 3, 1)  # consecutive demo volumes differ: some normal, up to 3 lesions

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from app.errors import InvalidInput
 from app.models import Review, SliceInfo, User, Volume
-from app.services.volumes import check_index
+from app.services.curation.volumes import check_index
 
 DECISIONS = ("approved", "rejected")
 LABELS = ("normal", "tumour")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.models import Job
-from app.services.job_options import Devices
+from app.services.training.job_options import Devices
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SNAPSHOT_RE = re.compile(r"^snapshot-(\d+)\.pt$")

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import AuditEvent, Job, Snapshot, User, utcnow
-from app.services import job_runner
-from app.services.job_options import MAX_KIMG, Devices, validate_job_options
+from app.services.training import job_runner
+from app.services.training.job_options import MAX_KIMG, Devices, validate_job_options
 from app.settings import Settings
 
 ACTIVE = ("queued", "running", "cancelling")

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import ACTIVE_METRIC_STATES, AuditEvent, MetricRun, Snapshot, User, utcnow
-from app.services import job_runner
-from app.services.snapshots import get_snapshot
+from app.services.training import job_runner
+from app.services.training.snapshots import get_snapshot
 from app.settings import Settings
 
 ALL_METRICS = ("fid", "kid", "pr", "ppl", "memorization", "c2st")  # the CLI's canonical order

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import ACTIVE_METRIC_STATES, MetricRun, Snapshot
-from app.services.metric_runs import ALL_METRICS, DEFAULT_NUM, list_runs
+from app.services.evaluation.metric_runs import ALL_METRICS, DEFAULT_NUM, list_runs
 
 # The headline keys each metric contributes (None when a run did not compute it).
 HEADLINE_KEYS = {

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, NotFound
 from app.models import Snapshot
-from app.services import job_runner
+from app.services.training import job_runner
 from app.settings import Settings
 
 MAX_IMAGES = 256

@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from app.errors import Forbidden, NotFound
 from app.models import Study, StudyImage, StudyReader, Trial, User
-from app.services import metric_views
-from app.services.metric_runs import list_runs
-from app.services.studies import get_study, progress, reader_of, study_summary
-from app.services.study_stats import Rating, summarize
+from app.presentation import metric_views
+from app.services.evaluation.metric_runs import list_runs
+from app.services.studies.manage import get_study, progress, reader_of, study_summary
+from app.services.studies.stats import Rating, summarize
 
 CSV_COLUMNS = [
     "study_id", "reader", "position", "image_id", "truth", "source", "held_out", "rating",

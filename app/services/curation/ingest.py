@@ -22,8 +22,8 @@ from app.errors import DomainError, InsufficientStorage, InvalidInput, InvalidVo
 from app.imaging.nifti import NiftiSource, check_same_grid, nifti_stem, open_nifti
 from app.imaging.nifti import write_fortran_npy as write_npy
 from app.models import AuditEvent, SliceInfo, User, Volume
-from app.services.uploads import safe_filename
-from app.services.volumes import stored_path, volume_out
+from app.services.curation.uploads import safe_filename
+from app.services.curation.volumes import stored_path, volume_out
 from app.settings import Settings
 
 LITS_NAME = re.compile(r"^(volume|segmentation)-(\d+)\.nii(\.gz)?$", re.IGNORECASE)

@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
 from app.models import Job, Snapshot, utcnow
-from app.services import job_runner
-from app.services.job_options import Devices
-from app.services.jobs import LIVE, resumable_from
+from app.services.training import job_runner
+from app.services.training.job_options import Devices
+from app.services.training.jobs import LIVE, resumable_from
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

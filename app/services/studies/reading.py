@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import Study, StudyReader, Trial, User, utcnow
-from app.services.studies import get_study, progress, reader_of
+from app.services.studies.manage import get_study, progress, reader_of
 
 MAX_COMMENT = 2000
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import ApiToken, User
 from app.security import hash_password, new_api_token, token_digest, verify_password
-from app.services import audit
+from app.services.curation import audit
 
 ROLES = ("admin", "reviewer")
 MIN_PASSWORD = 8

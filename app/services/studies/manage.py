@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.models import DatasetVersion, Snapshot, Study, StudyImage, StudyReader, Trial, User, utcnow
-from app.services import audit
-from app.services import study_sources as sources
+from app.services.curation import audit
+from app.services.studies import sources
 from app.settings import Settings
 
 MAX_IMAGES = 2000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.imaging.anatomy import CANCELLOUS, CORTICAL, CSF, DISC, Anatomy
-from app.imaging.shapes import Canvas, ellipse_distance, soft
+from app.phantom.anatomy import CANCELLOUS, CORTICAL, CSF, DISC, Anatomy
+from app.phantom.shapes import Canvas, ellipse_distance, soft
 
 LEVEL_MM = 31.0  # one vertebra plus its disc
 DISC_MM = 8.0

@@ -16,7 +16,7 @@ from app.settings import Settings
 def first_start(
     session: Session, settings: Settings, demo: bool, out: Callable[[str], None] = print
 ) -> None:
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
 
     clean_scratch(settings)
     if session.scalar(select(func.count()).select_from(User)) == 0:
@@ -30,7 +30,7 @@ def first_start(
         out("Change it after logging in; it is not shown again.")
         out("=" * 60)
     if demo and session.scalar(select(func.count()).select_from(Volume)) == 0:
-        from app.services.demo import create_demo
+        from app.services.curation.demo import create_demo
 
         out("First start: generating 3 demo CT phantom volumes (about 10-30 s)...")
         for volume in create_demo(session, settings, volumes=3, seed=0):

@@ -14,8 +14,8 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.imaging.window import PRESETS as WINDOW_PRESETS
 from app.imaging.window import parse_window
 from app.models import DatasetItem, DatasetVersion, Review, User, utcnow
-from app.services import audit
-from app.services.export import (
+from app.services.curation import audit
+from app.services.curation.export import (
     HU_MODE,
     ExportSettings,
     content_hash,
@@ -24,7 +24,7 @@ from app.services.export import (
     stored_zip,
     write_zip,
 )
-from app.services.reviews import approved_reviews
+from app.services.curation.reviews import approved_reviews
 from app.settings import Settings
 
 RESOLUTIONS = tuple(2**k for k in range(4, 11))  # 16 .. 1024
@@ -162,7 +162,7 @@ def get_dataset(session: Session, dataset_id: int) -> DatasetVersion:
 
 def dataset_zip(session: Session, settings: Settings, dataset_id: int) -> Path:
     """The version's zip on disk, re-rendered (and checked against the hash) if it went missing."""
-    from app.services.export import export_zip
+    from app.services.curation.export import export_zip
 
     dataset = get_dataset(session, dataset_id)
     path = stored_zip(dataset)

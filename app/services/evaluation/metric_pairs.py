@@ -18,7 +18,7 @@ from PIL import Image
 
 from app.errors import InvalidInput, NotFound
 from app.models import MetricRun
-from app.services.snapshots import generate
+from app.services.training.snapshots import generate
 from app.settings import Settings
 
 WHICH = ("generated", "real")

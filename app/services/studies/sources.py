@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput
 from app.models import DatasetItem, DatasetVersion
-from app.services.study_images import blind_png
+from app.services.studies.images import blind_png
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]  # where `python -m trainer` is importable
