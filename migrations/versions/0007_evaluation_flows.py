@@ -1,4 +1,4 @@
-"""evaluation: study blinding, utility runs (issues 13, 15)
+"""evaluation: study blinding, metric runs per metric (issue 15)
 
 Revision ID: 0007
 Revises: 0006

@@ -1,0 +1,24 @@
+"""utility runs: downstream segmentation/classification experiments on a snapshot (issue 13)
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-01 10:00:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision: str = "0010"
+down_revision: str | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
