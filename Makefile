@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench migrate demo clean
+.PHONY: run test browser lint bench migrate demo clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,7 +28,11 @@ run: $(STAMP)
 	$(BIN)/python -m app migrate
 	$(BIN)/python -m app serve --host $(HOST) --port $(PORT) --demo-on-first-start
 
-test: $(STAMP)
+# The browser tests need Debian's chromium + chromium-driver: installed here when missing.
+browser:
+	@bash tests/ensure_browser.sh
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
