@@ -63,6 +63,10 @@ class Volume(Base):
     hu_max: Mapped[float]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    # issue 14 (curation): phantom volumes from `python -m app demo`; archived = hidden from
+    # lists and freezes but kept for the audit trail and the versions that use it
+    is_demo: Mapped[bool] = mapped_column(default=False, server_default=text("0"))
+    archived_at: Mapped[datetime | None] = mapped_column(default=None)
 
     slices: Mapped[list[SliceInfo]] = relationship(
         back_populates="volume", order_by="SliceInfo.index", cascade="all, delete-orphan"
@@ -128,6 +132,13 @@ class DatasetVersion(Base):
     zip_path: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    # issue 14 (curation): masks in the export zip (written by export.py), the patient-level
+    # split this version is part of (train | val | test, versions of one freeze share
+    # split_group) and the filters it was composed with
+    masks: Mapped[bool] = mapped_column(default=False, server_default=text("0"))
+    split: Mapped[str | None] = mapped_column(String(8), default=None)
+    split_group: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    composition: Mapped[dict | None] = mapped_column(JSON, default=None)
 
     items: Mapped[list[DatasetItem]] = relationship(
         back_populates="dataset", order_by="DatasetItem.position", cascade="all, delete-orphan"
@@ -150,6 +161,38 @@ class DatasetItem(Base):
 
     dataset: Mapped[DatasetVersion] = relationship(back_populates="items")
     volume: Mapped[Volume] = relationship()
+
+
+# --- curation composition (issue 14) -------------------------------------------------------
+
+
+class VolumeAssignment(Base):
+    """A reviewer asked to review a volume (several reviewers per volume are allowed)."""
+
+    __tablename__ = "volume_assignments"
+    __table_args__ = (UniqueConstraint("volume_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    volume_id: Mapped[int] = mapped_column(ForeignKey("volumes.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    assigned_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+
+
+class ViewerSettings(Base):
+    """A user's own window presets ([{"name", "width", "level"}]) and default window."""
+
+    __tablename__ = "viewer_settings"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    default_window: Mapped[str | None] = mapped_column(String(32), default=None)
+    presets: Mapped[list] = mapped_column(JSON, default=list)
 
 
 class AuditEvent(Base):
