@@ -25,6 +25,12 @@ class Settings:
     # `python -m trainer metrics`), e.g. "mypkg.radnet:register"; empty: the library defaults.
     metrics_extractor_module: str = ""
     metrics_feature_extractor: str = ""
+    # DICOM ingest (issue 12): keep the uploaded originals (they hold patient identifiers) or
+    # not; the salt of the patient/study/series hashes (empty: derived from secret_key); the
+    # most bytes an upload may decompress to (zip members, .nii.gz), checked before writing.
+    keep_dicom_originals: bool = False
+    deid_salt: str = ""
+    max_decompressed_bytes: int = 8 * 1024**3
 
     @property
     def volumes_dir(self) -> Path:
@@ -87,4 +93,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         metric_run_nice=int(env.get("MEDSYNTH_METRIC_RUN_NICE", 10)),
         metrics_extractor_module=env.get("MEDSYNTH_METRICS_EXTRACTOR_MODULE", ""),
         metrics_feature_extractor=env.get("MEDSYNTH_METRICS_FEATURE_EXTRACTOR", ""),
+        keep_dicom_originals=env.get("MEDSYNTH_KEEP_DICOM_ORIGINALS", "") in ("1", "true", "yes"),
+        deid_salt=env.get("MEDSYNTH_DEID_SALT", ""),
+        max_decompressed_bytes=int(env.get("MEDSYNTH_MAX_DECOMPRESSED_BYTES", 8 * 1024**3)),
     )
