@@ -67,6 +67,20 @@ class Volume(Base):
     # lists and freezes but kept for the audit trail and the versions that use it
     is_demo: Mapped[bool] = mapped_column(default=False, server_default=text("0"))
     archived_at: Mapped[datetime | None] = mapped_column(default=None)
+    # issue 12 (DICOM ingest): de-identified provenance. Keys are salted HMAC-SHA256 hashes
+    # (patient_key groups a patient's volumes for patient-level splits); content_sha256 is the
+    # hash of the canonical cache, so a re-upload is recognised however it is packed.
+    patient_key: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    study_key: Mapped[str | None] = mapped_column(String(64), default=None)
+    series_key: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    content_sha256: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    source_format: Mapped[str | None] = mapped_column(String(16), default="nifti")
+    series_description: Mapped[str | None] = mapped_column(String(64), default=None)
+    modality: Mapped[str | None] = mapped_column(String(16), default=None)
+    kvp: Mapped[float | None] = mapped_column(default=None)
+    kernel: Mapped[str | None] = mapped_column(String(64), default=None)
+    contrast_phase: Mapped[str | None] = mapped_column(String(32), default=None)
+    dicom_origin: Mapped[list | None] = mapped_column(JSON, default=None)  # LPS mm, 1st slice
 
     slices: Mapped[list[SliceInfo]] = relationship(
         back_populates="volume", order_by="SliceInfo.index", cascade="all, delete-orphan"
