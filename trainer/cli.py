@@ -176,29 +176,11 @@ def cmd_metrics(argv: list[str]) -> int:
     return int(metrics.main(list(argv)) or 0)
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    """One JSON line describing a snapshot (for the web app)."""
-    try:
-        state = load_snapshot(args.snapshot, "cpu")
-    except SnapshotError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    g = state["G_ema"]["init_kwargs"]
-    ds = state.get("dataset") or {}
-    print(
-        json.dumps(
-            {
-                "kimg": state["progress"]["cur_nimg"] / 1000,
-                "tick": state["progress"]["tick"],
-                "generator": g,
-                "augment_p": state["augment"]["p"],
-                "hu_mapping": ds.get("hu_mapping"),
-                "bits": ds.get("bits"),
-                "options": state["options"],
-            }
-        )
-    )
-    return 0
+def cmd_info(argv: list[str]) -> int:
+    """`info defaults|snapshot|resume-options`: JSON answers for the web app (trainer.info)."""
+    from trainer.info import main as info_main
+
+    return info_main(list(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_metrics(argv[1:])  # its options belong to trainer.metrics
     if argv[:1] == ["fetch-weights"]:
         return cmd_metrics(argv)  # trainer.metrics.main dispatches this one itself
+    if argv[:1] == ["info"]:
+        return cmd_info(argv[1:])  # its sub-commands belong to trainer.info
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "generate": cmd_generate, "info": cmd_info}
+    handlers = {"train": cmd_train, "generate": cmd_generate}
     return handlers[args.command](args)

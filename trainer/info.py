@@ -1,0 +1,184 @@
+"""`python -m trainer info ...`: what the trainer would do, as one JSON line, for the web app.
+
+The app used to re-derive these (auto batch and gamma, a snapshot's network from options.json,
+which options a resume may change); asking the trainer keeps one source of truth.
+
+  info defaults --res N [--gpus W] [--batch B] [--cfg auto|paper]
+        the options a fresh run at N² would use, the limits the trainer accepts, and the
+        network's multiply-accumulates per image (for a duration estimate)
+  info snapshot FILE      a snapshot's progress, networks, options and dataset facts
+  info resume-options     the options `train --resume latest` may change
+  info --snapshot FILE    the former form of `info snapshot` (kept for scripts)
+
+Only `snapshot` imports torch; the others answer in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from trainer.config import PRESETS, AugmentConfig, NetworkConfig, TrainConfig, preset_values
+
+# What the trainer can run: beyond these an option is a typo or cannot fit any machine.
+LIMITS: dict[str, tuple[float, float]] = {
+    "res": (8, 4096),
+    "kimg": (0.001, 1_000_000),
+    "batch": (1, 4096),
+    "gamma": (0, 10_000),
+    "target": (0.01, 0.99),
+    "p": (0, 1),
+    "ada_kimg": (1, 100_000),
+    "snap": (1, 100_000),
+    "tick": (0.001, 10_000),
+    "seed": (0, 2**31 - 1),
+    "cbase": (8, 65536),
+    "cmax": (1, 2048),
+    "map": (1, 16),
+    "zdim": (1, 2048),
+    "mbstd_group": (1, 64),
+    "lr": (1e-6, 1),
+    "ema": (0, 10_000),
+    "workers": (1, 64),
+    "metrics_every": (0, 100_000),
+    "metrics_num": (2, 100_000),
+}
+
+
+def channels_at(res: int, cbase: int, cmax: int) -> int:
+    """Feature maps at one resolution: min(cbase // res, cmax), as the networks build them."""
+    return max(min(cbase // res, cmax), 1)
+
+
+def network_macs(res: int, cbase: int, cmax: int, zdim: int, mapping: int) -> dict[str, int]:
+    """Multiply-accumulates of one image through G and D (3×3 convolutions dominate)."""
+    g = mapping * zdim * zdim
+    d = 0
+    r = 4
+    while r <= res:
+        c = channels_at(r, cbase, cmax)
+        c_in = channels_at(r // 2, cbase, cmax) if r > 4 else c
+        g += r * r * (9 * c_in * c + 9 * c * c + c)  # conv0 (or const conv), conv1, toRGB
+        d += r * r * (9 * c * c) + (r // 2) ** 2 * 9 * c * c_in + r * r * c  # conv0, conv1, fromRGB
+        r *= 2
+    return {"G": int(g), "D": int(d)}
+
+
+def defaults(res: int, gpus: int = 0, batch: int | None = None, cfg: str = "auto") -> dict:
+    """A fresh run's options at `res` (the same functions `train` uses)."""
+    world = max(gpus, 1)
+    pv = preset_values(cfg, res, world, batch)
+    net, train, aug = NetworkConfig(img_resolution=res), TrainConfig(batch=pv["batch"]), AugmentConfig()
+    macs = network_macs(res, pv["channel_base"], pv["channel_max"], net.z_dim, pv["mapping_layers"])
+    return {
+        "res": res,
+        "cfg": cfg,
+        "world_size": world,
+        "batch": pv["batch"],
+        "gamma": round(pv["r1_gamma"], 6),
+        "cbase": pv["channel_base"],
+        "cmax": pv["channel_max"],
+        "map": pv["mapping_layers"],
+        "zdim": net.z_dim,
+        "mbstd_group": pv["mbstd_group_size"],
+        "lr": pv["lr"],
+        "ema": pv["ema_kimg"],
+        "kimg": train.total_kimg,
+        "tick": train.kimg_per_tick,
+        "snap": train.snap_ticks,
+        "seed": train.seed,
+        "aug": "ada",
+        "augpipe": getattr(aug, "pipe", None) or "bgc",
+        "target": aug.target,
+        "ada_kimg": aug.kimg,
+        "metrics_every": train.metrics_every,
+        "metrics_num": train.metrics_num,
+        "macs_per_image": macs,
+        "limits": {k: list(v) for k, v in LIMITS.items()},
+    }
+
+
+def resume_options() -> dict:
+    """The flags `--resume latest` honours; any other flag is ignored with a warning."""
+    from trainer.options import RESUME_OVERRIDES
+
+    return {"flags": sorted(RESUME_OVERRIDES), "also": ["data"]}
+
+
+def snapshot_facts(path: str) -> dict[str, Any]:
+    """A snapshot's progress, networks, options and dataset facts (no weights)."""
+    from trainer.snapshot import load_snapshot
+
+    state = load_snapshot(path, "cpu")
+    g = state["G_ema"]["init_kwargs"]
+    ds = dict(state.get("dataset") or {})
+    options = state.get("options") or {}
+    return {
+        "kimg": state["progress"]["cur_nimg"] / 1000,
+        "cur_nimg": state["progress"]["cur_nimg"],
+        "tick": state["progress"]["tick"],
+        "generator": g,
+        "discriminator": state["D"]["init_kwargs"],
+        "network": {
+            "resolution": g["img_resolution"],
+            "channels": g["img_channels"],
+            "c_dim": g["c_dim"],
+            "zdim": g["z_dim"],
+            "cbase": g["channel_base"],
+            "cmax": g["channel_max"],
+            "map": g["mapping_layers"],
+        },
+        "augment_p": state["augment"]["p"],
+        "hu_mapping": ds.get("hu_mapping"),
+        "bits": ds.get("bits"),
+        "dataset": {k: v for k, v in ds.items() if k != "provenance"},
+        "provenance": ds.get("provenance"),
+        "options": options,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m trainer info", description=__doc__.split("\n")[0])
+    p.add_argument("--snapshot", help="the former form of `info snapshot FILE`")
+    sub = p.add_subparsers(dest="what")
+    d = sub.add_parser("defaults", help="a fresh run's options at one resolution")
+    d.add_argument("--res", type=int, required=True, action="append", help="repeat for several")
+    d.add_argument("--gpus", type=int, default=0, help="processes (0 = CPU, counts as 1)")
+    d.add_argument("--batch", type=int, help="the batch the other defaults follow")
+    d.add_argument("--cfg", choices=PRESETS, default="auto")
+    s = sub.add_parser("snapshot", help="a snapshot's facts")
+    s.add_argument("file")
+    sub.add_parser("resume-options", help="the options a resume may change")
+    return p
+
+
+def _answer(args: argparse.Namespace) -> Any:
+    if args.what == "defaults":
+        lo, hi = LIMITS["res"]
+        for r in args.res:
+            if not lo <= r <= hi or r & (r - 1):
+                raise ValueError(f"--res {r} is not a power of two between {lo:g} and {hi:g}")
+        if args.batch is not None and not 1 <= args.batch <= LIMITS["batch"][1]:
+            raise ValueError(f"--batch must be between 1 and {LIMITS['batch'][1]:g}")
+        out = [defaults(r, args.gpus, args.batch, args.cfg) for r in args.res]
+        return out[0] if len(out) == 1 else out
+    if args.what == "resume-options":
+        return resume_options()
+    path = args.file if args.what == "snapshot" else args.snapshot
+    if not path:
+        raise ValueError("say what: defaults --res N, snapshot FILE or resume-options")
+    return snapshot_facts(path)
+
+
+def main(argv: list[str]) -> int:
+    """Exit 0 with one JSON line; 2 with `error: ...` on stderr for a bad question or file."""
+    args = build_parser().parse_args(argv)
+    try:
+        out = _answer(args)
+    except ValueError as e:  # SnapshotError is one too
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(out))
+    return 0
