@@ -50,3 +50,19 @@ def crop_and_resize(hu: np.ndarray, box: tuple[int, int, int], resolution: int) 
     square = Image.fromarray(crop_square(hu, *box))  # mode F
     size = (resolution, resolution)
     return np.asarray(square.resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
+
+
+def crop_and_resize_mask(
+    labels: np.ndarray, box: tuple[int, int, int], resolution: int
+) -> np.ndarray:
+    """uint8 [resolution, resolution] label map: the same crop `box` as the image, background
+    outside the slice, resized with nearest neighbour so no label value is ever invented."""
+    top, left, side = box
+    square = np.zeros((side, side), dtype=np.uint8)
+    rows, cols = labels.shape
+    r0, r1 = max(top, 0), min(top + side, rows)
+    c0, c1 = max(left, 0), min(left + side, cols)
+    if r0 < r1 and c0 < c1:
+        square[r0 - top : r1 - top, c0 - left : c1 - left] = labels[r0:r1, c0:c1]
+    size = (resolution, resolution)
+    return np.asarray(Image.fromarray(square).resize(size, Image.Resampling.NEAREST), np.uint8)

@@ -4,6 +4,10 @@ Per slice: the cached HU array in display orientation -> largest body component 
 square crop centred on its bounding box (4 % margin, air outside the image) -> LANCZOS resize on
 float HU -> linear map of [hu_min, hu_max] to 0..255 (L) or 0..65535 (I;16) -> PNG. The same
 dataset version and volume cache always give the same bytes.
+
+With masks, each image's label map (0 background, 1 liver, 2 tumour) goes through the same crop
+box with nearest neighbour into `imgNNNNNNNN.mask.npy` (uint8 [R, R]) beside the PNG; `.npy`
+keeps the zip readable by StyleGAN2-ADA's own loader, which takes every image file as an image.
 """
 
 from __future__ import annotations
@@ -25,11 +29,18 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound
-from app.imaging.crop import AIR_HU, BODY_THRESHOLD_HU, CROP_MARGIN, body_crop_box, crop_and_resize
+from app.imaging.crop import (
+    AIR_HU,
+    BODY_THRESHOLD_HU,
+    CROP_MARGIN,
+    body_crop_box,
+    crop_and_resize,
+    crop_and_resize_mask,
+)
 from app.imaging.render import axial_display
 from app.imaging.window import Window, to_uint8
 from app.models import DatasetVersion, Review, Volume
-from app.services.curation.volumes import volume_array
+from app.services.curation.volumes import mask_array, volume_array
 from app.settings import Settings
 
 HU_MODE = ("hu", 4095.0, 1023.5)  # name, width, level: [-1024, 3071], 12-bit CT
@@ -37,6 +48,8 @@ PNG_COMPRESS_LEVEL = 6
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 LABELS = {"normal": 0, "tumour": 1}
 FORMAT = "medsynth-dataset/1"
+MASK_LABELS = {"0": "background", "1": "liver", "2": "tumour"}
+MASK_SUFFIX = ".mask.npy"
 
 
 @dataclass(frozen=True)
@@ -101,10 +114,24 @@ class ImageRecord:
     sha256: str
     label: int
     provenance: dict
+    mask_file: str | None = None
+    mask_sha256: str | None = None
 
 
 def image_name(position: int) -> str:
     return f"img{position:08d}.png"
+
+
+def mask_name(image_file: str) -> str:
+    """The label map stored beside an image: img00000000.png -> img00000000.mask.npy."""
+    return image_file.removesuffix(".png") + MASK_SUFFIX
+
+
+def encode_mask(labels: np.ndarray) -> bytes:
+    """uint8 [R, R] as .npy (C order, fixed header): same labels, same bytes."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(labels, dtype=np.uint8), allow_pickle=False)
+    return buf.getvalue()
 
 
 def content_hash(es: ExportSettings, images: list[ImageRecord]) -> str:
@@ -122,14 +149,58 @@ def content_hash(es: ExportSettings, images: list[ImageRecord]) -> str:
         },
         "images": [[im.file, im.sha256, im.label] for im in images],
     }
+    if any(im.mask_file for im in images):  # absent without masks: old hashes stay valid
+        doc["masks"] = [[im.mask_file, im.mask_sha256] for im in images]
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _load_arrays(settings: Settings, volume: Volume, masks: bool) -> tuple:
+    """(HU array, label array or None) of one volume; a clear 409 when either is unusable."""
+    try:
+        hu = volume_array(settings, volume)
+        labels = mask_array(settings, volume) if masks else None
+    except (OSError, ValueError) as exc:
+        detail = f"the cached array of volume {volume.id} is missing or unreadable"
+        raise Conflict(f"{detail}; ingest {volume.name!r} again") from exc
+    if masks and labels is None:
+        raise Conflict(
+            f"volume {volume.id} ({volume.name!r}) has no segmentation mask; freeze without "
+            "masks, or ingest the volume with its mask"
+        )
+    return hu, labels
+
+
+def _write_mask(labels: np.ndarray, box: tuple, es: ExportSettings, workdir: Path, image: str):
+    """The slice's label map through the image's crop box; (file, sha256, provenance entry)."""
+    resized = crop_and_resize_mask(labels, box, es.resolution)
+    data = encode_mask(resized)
+    name = mask_name(image)
+    (workdir / name).write_bytes(data)
+    entry = {
+        "file": name,
+        "liver_pixels": int(np.count_nonzero(resized == 1)),
+        "tumour_pixels": int(np.count_nonzero(resized == 2)),
+    }
+    return name, hashlib.sha256(data).hexdigest(), entry
+
+
+def pixel_spacing(volume: Volume, side: int, resolution: int) -> list[float]:
+    """[row, column] mm of an exported pixel: display rows run along y, columns along x."""
+    sx, sy = (float(v) for v in volume.spacing[:2])
+    return [round(sy * side / resolution, 6), round(sx * side / resolution, 6)]
+
+
 def render_images(
-    session: Session, settings: Settings, items: list, es: ExportSettings, workdir: Path
+    session: Session,
+    settings: Settings,
+    items: list,
+    es: ExportSettings,
+    workdir: Path,
+    masks: bool = False,
 ) -> list[ImageRecord]:
-    """Render every item (volume_id, slice_index, label, review_id) into workdir/imgNNNNNNNN.png."""
+    """Render every item (volume_id, slice_index, label, review_id) into workdir/imgNNNNNNNN.png
+    and, with `masks`, its label map into workdir/imgNNNNNNNN.mask.npy."""
     records, arrays = [], {}
     for position, item in enumerate(items):
         volume = session.get(Volume, item.volume_id)
@@ -138,40 +209,70 @@ def render_images(
             raise NotFound(f"volume {item.volume_id} or review {item.review_id} no longer exists")
         if volume.id not in arrays:
             arrays.clear()  # one memory-mapped volume at a time
-            try:
-                arrays[volume.id] = volume_array(settings, volume)
-            except (OSError, ValueError) as exc:
-                detail = f"the cached array of volume {volume.id} is missing or unreadable"
-                raise Conflict(f"{detail}; ingest {volume.name!r} again") from exc
-        hu = axial_display(arrays[volume.id], item.slice_index)
+            arrays[volume.id] = _load_arrays(settings, volume, masks)
+        hu_volume, label_volume = arrays[volume.id]
+        hu = axial_display(hu_volume, item.slice_index)
         png, (top, left, side) = render_slice(hu, es)
         name = image_name(position)
         (workdir / name).write_bytes(png)
-        records.append(
-            ImageRecord(
-                file=name,
-                sha256=hashlib.sha256(png).hexdigest(),
-                label=LABELS[item.label],
-                provenance={
-                    "file": name,
-                    "label": LABELS[item.label],
-                    "volume_id": volume.id,
-                    "volume_name": volume.name,
-                    "source_sha256": volume.source_sha256,
-                    "slice_index": item.slice_index,
-                    "review_id": review.id,
-                    "reviewer": review.user.username,
-                    "reviewed_at": review.created_at.isoformat() + "Z",
-                    "crop": {"top": top, "left": left, "side": side},
-                },
+        prov = {
+            "file": name,
+            "label": LABELS[item.label],
+            "volume_id": volume.id,
+            "volume_name": volume.name,
+            "source_sha256": volume.source_sha256,
+            "slice_index": item.slice_index,
+            "review_id": review.id,
+            "reviewer": review.user.username,
+            "reviewed_at": review.created_at.isoformat() + "Z",
+            "crop": {"top": top, "left": left, "side": side},
+            "pixel_spacing_mm": pixel_spacing(volume, side, es.resolution),
+        }
+        mask_file = mask_sha = None
+        if label_volume is not None:
+            labels = axial_display(label_volume, item.slice_index)
+            mask_file, mask_sha, prov["mask"] = _write_mask(
+                labels, (top, left, side), es, workdir, name
             )
+        sha = hashlib.sha256(png).hexdigest()
+        records.append(
+            ImageRecord(name, sha, LABELS[item.label], prov, mask_file, mask_sha)
         )
     return records
+
+
+def has_masks(dataset: DatasetVersion) -> bool:
+    """Whether a version carries label maps (the column arrives with the masks migration)."""
+    return bool(getattr(dataset, "masks", False))
+
+
+def _masks_doc(images: list[ImageRecord]) -> dict | None:
+    """medsynth.json's description of the label maps, or None for a version without them."""
+    if not any(im.mask_file for im in images):
+        return None
+    return {
+        "format": "npy",
+        "dtype": "uint8",
+        "suffix": MASK_SUFFIX,
+        "labels": MASK_LABELS,
+        "resample": "the image's crop box, PIL NEAREST (label values are never mixed)",
+        "num_with_liver": sum(bool(im.provenance["mask"]["liver_pixels"]) for im in images),
+        "num_with_tumour": sum(bool(im.provenance["mask"]["tumour_pixels"]) for im in images),
+    }
+
+
+def _median_spacing(images: list[ImageRecord]) -> list[float] | None:
+    spacings = [im.provenance.get("pixel_spacing_mm") for im in images]
+    if not spacings or any(sp is None for sp in spacings):
+        return None
+    return [round(float(v), 6) for v in np.median(np.asarray(spacings, float), axis=0)]
 
 
 def provenance(dataset: DatasetVersion, es: ExportSettings, images: list[ImageRecord]) -> dict:
     """medsynth.json: everything needed to trace an image back and to turn pixels into HU."""
     return {
+        "masks": _masks_doc(images),
+        "pixel_spacing_mm": _median_spacing(images),
         "format": FORMAT,
         "dataset_id": dataset.id,
         "name": dataset.name,
@@ -229,13 +330,19 @@ def write_zip(
     out: Path, dataset: DatasetVersion, es: ExportSettings, images: list, workdir: Path
 ) -> None:
     """Entries in name order with fixed dates and modes; PNGs stored (already deflated)."""
-    labels = {"labels": [[im.file, im.label] for im in images]}
+    labels: dict = {"labels": [[im.file, im.label] for im in images]}
+    if any(im.mask_file for im in images):
+        labels["masks"] = [[im.file, im.mask_file] for im in images]
+    members = sorted(
+        [(im.file, zipfile.ZIP_STORED) for im in images]  # PNGs: already deflated
+        + [(im.mask_file, zipfile.ZIP_DEFLATED) for im in images if im.mask_file]
+    )
     with atomic_path(out) as tmp:
         with zipfile.ZipFile(tmp, "w") as zf:
             head = _zinfo("dataset.json", zipfile.ZIP_DEFLATED)
             zf.writestr(head, _json_bytes(labels), compresslevel=6)
-            for im in images:
-                zf.writestr(_zinfo(im.file, zipfile.ZIP_STORED), (workdir / im.file).read_bytes())
+            for name, kind in members:
+                zf.writestr(_zinfo(name, kind), (workdir / name).read_bytes(), compresslevel=6)
             doc = _json_bytes(provenance(dataset, es, images))
             zf.writestr(_zinfo("medsynth.json", zipfile.ZIP_DEFLATED), doc, compresslevel=6)
         with tmp.open("rb+") as f:
@@ -265,7 +372,9 @@ def export_zip(
         return out
     es = ExportSettings.of(dataset)
     with tempfile.TemporaryDirectory(dir=settings.tmp_dir) as work:
-        images = render_images(session, settings, dataset.items, es, Path(work))
+        images = render_images(
+            session, settings, dataset.items, es, Path(work), masks=has_masks(dataset)
+        )
         if content_hash(es, images) != dataset.content_hash:
             raise Conflict(
                 f"dataset version {dataset_id} no longer renders to its content hash "
