@@ -24,7 +24,7 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 
-from app.errors import InsufficientStorage, InvalidInput, InvalidVolume
+from app.errors import InsufficientStorage, InvalidInput, InvalidVolume, PayloadTooLarge
 
 SLAB_BYTES = 32 * 1024**2  # float32 working memory per slab
 MAX_VOXELS = 2**31
@@ -155,13 +155,18 @@ def _read_header(f: io.BufferedIOBase, name: str) -> tuple[type[nib.Nifti1Image]
     return klass, head, _check_header(header, name)
 
 
-def _gunzip(src: Path, dst: Path, name: str) -> type[nib.Nifti1Image]:
-    """Decompress the whole stream (checking CRC and length); errors say what failed where."""
+def _gunzip(src: Path, dst: Path, name: str, max_bytes: int | None) -> type[nib.Nifti1Image]:
+    """Decompress the whole stream (checking CRC and length); errors say what failed where.
+
+    The header's data size is checked against `max_bytes` before a byte is written, and the
+    stream may not run past it either (a 1 MB .nii.gz must not become a 1 GB scratch file).
+    """
     with open(src, "rb") as raw:
         compressed = src.stat().st_size
         try:
             with gzip.GzipFile(fileobj=raw) as gz, open(dst, "wb") as out:
                 klass, head, expected = _read_header(gz, name)
+                _check_expansion(expected, max_bytes, name, compressed)
                 _check_free_space(dst.parent, expected, name)
                 out.write(head)
                 written = len(head)
@@ -195,6 +200,15 @@ def _gunzip(src: Path, dst: Path, name: str) -> type[nib.Nifti1Image]:
     return klass
 
 
+def _check_expansion(expected: int, max_bytes: int | None, name: str, compressed: int) -> None:
+    if max_bytes is not None and expected > max_bytes:
+        raise PayloadTooLarge(
+            f"{name} ({compressed:,} bytes) decompresses to {expected:,} bytes, more than the "
+            f"decompressed-size limit of {max_bytes / 1024**2:,.0f} MiB "
+            "(MEDSYNTH_MAX_DECOMPRESSED_BYTES)"
+        )
+
+
 def _check_free_space(folder: Path, needed: int, name: str) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed + 64 * 1024**2:
@@ -205,8 +219,13 @@ def _check_free_space(folder: Path, needed: int, name: str) -> None:
 
 
 @contextmanager
-def open_nifti(path: Path, scratch_dir: Path, name: str | None = None) -> Iterator[NiftiSource]:
-    """Validate and open `path` (.nii or .nii.gz); a scratch copy is removed on exit."""
+def open_nifti(
+    path: Path, scratch_dir: Path, name: str | None = None, max_bytes: int | None = None
+) -> Iterator[NiftiSource]:
+    """Validate and open `path` (.nii or .nii.gz); a scratch copy is removed on exit.
+
+    `max_bytes` bounds the decompressed image (header + voxels), checked before unpacking.
+    """
     name = name or path.name
     if nifti_stem(name) is None:
         raise InvalidVolume(f"{name}: only .nii and .nii.gz files are accepted")
@@ -216,11 +235,12 @@ def open_nifti(path: Path, scratch_dir: Path, name: str | None = None) -> Iterat
             fd, tmp = tempfile.mkstemp(suffix=".nii", dir=scratch_dir)
             os.close(fd)
             scratch = Path(tmp)
-            klass = _gunzip(path, scratch, name)
+            klass = _gunzip(path, scratch, name, max_bytes)
             data_path = scratch
         else:
             with open(path, "rb") as f:
                 klass, _, expected = _read_header(f, name)
+            _check_expansion(expected, max_bytes, name, path.stat().st_size)
             data_path = path
             if path.stat().st_size < expected:
                 raise InvalidVolume(
@@ -241,20 +261,21 @@ def _source(klass: type[nib.Nifti1Image], data_path: Path, name: str) -> NiftiSo
         raise InvalidVolume(f"{name}: cannot read the image data ({exc})") from exc
     if raw.ndim == 4:
         raw = raw[..., 0]
-    affine = np.asarray(img.affine, dtype=np.float64)
+    slope, inter = float(img.dataobj.slope), float(img.dataobj.inter)
+    return source_from_array(name, raw, np.asarray(img.affine, dtype=np.float64), slope, inter)
+
+
+def source_from_array(
+    name: str, raw: np.ndarray, affine: np.ndarray, slope: float = 1.0, inter: float = 0.0
+) -> NiftiSource:
+    """A source for any 3D array with a voxel→RAS affine (NIfTI data, or a DICOM series)."""
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InvalidVolume(f"{name} has an unusable affine (singular or not finite)")
     ornt = io_orientation(affine)
     ras_affine = affine @ inv_ornt_aff(ornt, raw.shape)
     ras_shape = tuple(int(raw.shape[int(np.flatnonzero(ornt[:, 0] == i)[0])]) for i in range(3))
     return NiftiSource(
-        name=name,
-        raw=raw,
-        slope=float(img.dataobj.slope),
-        inter=float(img.dataobj.inter),
-        ornt=ornt,
-        shape=ras_shape,
-        affine=ras_affine,
+        name=name, raw=raw, slope=slope, inter=inter, ornt=ornt, shape=ras_shape, affine=ras_affine
     )
 
 

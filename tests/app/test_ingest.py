@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from app.errors import InsufficientStorage, InvalidInput, InvalidVolume
+from app.errors import Conflict, InsufficientStorage, InvalidInput, InvalidVolume, PayloadTooLarge
 from app.models import SliceInfo, Volume
 from app.services.curation import ingest
 from app.services.curation.demo import create_demo
@@ -53,12 +53,48 @@ def test_lits_pair_in_a_folder_is_paired_cached_and_counted(settings, db, tmp_pa
 def test_explicit_mask_and_plain_volume(settings, db, tmp_path):
     _, vol_path, mask_path = phantom_pair(tmp_path)
     plain = vol_path.rename(tmp_path / "abdomen ct.nii.gz")
+    other = phantom_pair(tmp_path / "b", n=4, seed=9)[1].rename(tmp_path / "other ct.nii.gz")
     with db() as session:
         (with_mask,) = ingest_paths(session, settings, [plain], mask=mask_path)
-        (without,) = ingest_paths(session, settings, [plain])
+        (without,) = ingest_paths(session, settings, [other])
         assert with_mask["has_mask"] and with_mask["liver_slices"] > 0
-        assert not without["has_mask"] and without["name"] == "abdomen ct"
-        assert session.get(Volume, without["id"]).source_path.endswith("abdomen_ct.nii.gz")
+        assert not without["has_mask"] and without["name"] == "other ct"
+        assert session.get(Volume, without["id"]).source_path.endswith("other_ct.nii.gz")
+
+
+def test_the_same_volume_again_is_a_conflict_naming_the_first(settings, db, tmp_path):
+    phantom, vol_path, _ = phantom_pair(tmp_path)
+    repacked = save(tmp_path / "renamed.nii", phantom.hu, phantom.affine)  # other bytes, same data
+    with db() as session:
+        first = ingest_file(session, settings, vol_path)
+        for again in (vol_path, repacked):
+            with pytest.raises(Conflict, match=f"already ingested as volume {first.id} ") as err:
+                ingest_file(session, settings, again)
+            assert err.value.status_code == 409
+        assert session.scalar(select(func.count()).select_from(Volume)) == 1
+        assert len(list(settings.volumes_dir.iterdir())) == 1 and not any(
+            settings.tmp_dir.iterdir()
+        )
+
+
+def test_a_segmentation_sent_as_the_ct_is_refused(settings, db, tmp_path):
+    _, _, mask_path = phantom_pair(tmp_path)
+    with db() as session:
+        with pytest.raises(InvalidVolume, match="only the values 0…2: this is a segmentation"):
+            ingest_file(session, settings, mask_path, original_name="volume-3.nii.gz")
+        assert_nothing_left(settings, session)
+
+
+def test_a_gzip_bomb_is_refused_before_it_is_unpacked(settings, db, tmp_path):
+    import dataclasses
+
+    big = save(tmp_path / "bomb.nii.gz", np.zeros((256, 256, 64), np.int16))  # 8 MiB of zeros
+    small = dataclasses.replace(settings, max_decompressed_bytes=1024**2)
+    with db() as session:
+        with pytest.raises(PayloadTooLarge, match="decompresses to 8,388,") as err:
+            ingest_file(session, small, big)
+        assert err.value.status_code == 413 and big.stat().st_size < 100_000
+        assert_nothing_left(small, session)
 
 
 def test_explicit_mask_needs_exactly_one_volume(settings, db, tmp_path):

@@ -2,6 +2,9 @@
 
 An ingest is all or nothing: the cache files and the database rows appear together, and any
 failure removes every file this ingest created (the user's own files are never touched).
+A re-upload is recognised (same file, or same canonical voxels and grid however packed) and
+refused with 409 naming the existing volume; a label image sent as the CT is refused too.
+DICOM folders and zips go through ingest_dicom.py, which shares the cache writers below.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from app.errors import DomainError, InsufficientStorage, InvalidInput, InvalidVolume
+from app.errors import Conflict, DomainError, InsufficientStorage, InvalidInput, InvalidVolume
 from app.imaging.nifti import NiftiSource, check_same_grid, nifti_stem, open_nifti
 from app.imaging.nifti import write_fortran_npy as write_npy
 from app.models import AuditEvent, SliceInfo, User, Volume
@@ -53,11 +57,14 @@ def ingest_file(
     try:
         folder = settings.uploads_dir / uuid.uuid4().hex
         source, sha = _keep(settings, path, folder, name, created, move)
+        check_duplicate(session, name, source_sha=sha)
         mask_source = None
         if mask_path is not None:
             mask_source, _ = _keep(settings, mask_path, folder / "mask", mask_name, created, move)
         volume = _convert(settings, source, mask_source, name, mask_name, created)
+        check_duplicate(session, name, content_sha=volume.content_sha256)
         volume.source_sha256 = sha
+        volume.source_format = "nifti"
         volume.created_by_id = user.id if user else None
         session.add(volume)
         session.flush()
@@ -120,24 +127,40 @@ def _convert(
     created: list[Path],
 ) -> Volume:
     """Validate both images, then stream them into cache files (temp file + os.replace)."""
-    token = uuid.uuid4().hex
+    limit = settings.max_decompressed_bytes
     with ExitStack() as stack:
-        vol = stack.enter_context(open_nifti(source, settings.tmp_dir, name))
+        vol = stack.enter_context(open_nifti(source, settings.tmp_dir, name, limit))
         mask = None
         if mask_source is not None:
-            mask = stack.enter_context(open_nifti(mask_source, settings.tmp_dir, mask_name))
+            mask = stack.enter_context(open_nifti(mask_source, settings.tmp_dir, mask_name, limit))
             check_same_grid(vol, mask)
-        cache = settings.volumes_dir / f"{token}.npy"
-        hu_min, hu_max = _write_volume(vol, cache, settings.tmp_dir, created)
-        liver, tumour = np.zeros(vol.shape[2], np.int64), np.zeros(vol.shape[2], np.int64)
-        mask_cache = None
-        if mask is not None:
-            mask_cache = settings.volumes_dir / f"{token}.mask.npy"
-            liver, tumour = _write_mask(mask, mask_cache, settings.tmp_dir, created)
+        volume = build_volume(settings, vol, mask, created, name)
+    volume.name = nifti_stem(name) or name
+    volume.source_path = stored_path(settings, source)
+    volume.mask_source_path = stored_path(settings, mask_source) if mask_source else None
+    return volume
+
+
+def build_volume(
+    settings: Settings, vol: NiftiSource, mask: NiftiSource | None, created: list[Path], name: str
+) -> Volume:
+    """Cache files for an opened volume (and mask on its grid) and the unsaved Volume row."""
+    token = uuid.uuid4().hex
+    cache = settings.volumes_dir / f"{token}.npy"
+    hu_min, hu_max, content = _write_volume(vol, cache, settings.tmp_dir, created)
+    if hu_min >= 0 and hu_max <= 2:
+        raise InvalidVolume(
+            f"{name} holds only the values {hu_min:g}…{hu_max:g}: this is a segmentation "
+            "(integer labels), not a CT; send it in the mask field with its CT as the volume"
+        )
+    liver, tumour = np.zeros(vol.shape[2], np.int64), np.zeros(vol.shape[2], np.int64)
+    mask_cache = None
+    if mask is not None:
+        mask_cache = settings.volumes_dir / f"{token}.mask.npy"
+        liver, tumour = _write_mask(mask, mask_cache, settings.tmp_dir, created)
     volume = Volume(
-        name=nifti_stem(name) or name,
-        source_path=stored_path(settings, source),
-        mask_source_path=stored_path(settings, mask_source) if mask_source else None,
+        name=name,
+        source_path="",
         cache_path=stored_path(settings, cache),
         mask_cache_path=stored_path(settings, mask_cache) if mask_cache else None,
         shape=list(vol.shape),
@@ -145,12 +168,45 @@ def _convert(
         affine=np.round(vol.affine, 6).tolist(),
         hu_min=hu_min,
         hu_max=hu_max,
+        content_sha256=content,
     )
     volume.slices = [
         SliceInfo(index=k, liver_pixels=int(liver[k]), tumour_pixels=int(tumour[k]))
         for k in range(vol.shape[2])
     ]
     return volume
+
+
+def check_duplicate(
+    session: Session, name: str, *, source_sha: str | None = None, content_sha: str | None = None,
+    series_key: str | None = None,
+) -> None:  # fmt: skip
+    """Conflict (409) naming the volume that already holds this file, these voxels or series."""
+    existing = find_duplicate(session, source_sha, content_sha, series_key)
+    if existing is not None:
+        raise Conflict(duplicate_message(name, existing))
+
+
+def find_duplicate(
+    session: Session, source_sha: str | None, content_sha: str | None, series_key: str | None
+) -> Volume | None:
+    terms = []
+    if source_sha:
+        terms.append(Volume.source_sha256 == source_sha)
+    if content_sha:
+        terms += [Volume.content_sha256 == content_sha, Volume.source_sha256 == content_sha]
+    if series_key:
+        terms.append(Volume.series_key == series_key)
+    if not terms:
+        return None
+    return session.scalars(select(Volume).where(or_(*terms)).order_by(Volume.id).limit(1)).first()
+
+
+def duplicate_message(name: str, existing: Volume) -> str:
+    return (
+        f"{name} is already ingested as volume {existing.id} '{existing.name}' "
+        f"(/volumes/{existing.id}); nothing was added"
+    )
 
 
 def _publish(write, final: Path, tmp_dir: Path, created: list[Path]) -> None:
@@ -163,15 +219,20 @@ def _publish(write, final: Path, tmp_dir: Path, created: list[Path]) -> None:
 
 
 def _write_volume(src: NiftiSource, cache: Path, tmp_dir: Path, created: list[Path]) -> tuple:
+    """Write the HU cache; returns (min, max, SHA-256 of grid + voxels in cache order)."""
     low, high = [32767], [-32768]
+    grid = (np.round(src.affine, 4) + 0.0).tolist()  # + 0.0: no -0.0 from an LPS→RAS flip
+    digest = hashlib.sha256(f"{list(src.shape)}{grid}".encode())
 
     def slabs():
         for _, slab in src.hu_slabs():
             low[0], high[0] = min(low[0], int(slab.min())), max(high[0], int(slab.max()))
+            slab = np.asfortranarray(slab, dtype=np.int16)
+            digest.update(slab.T.data)
             yield slab
 
     _publish(lambda p: write_npy(p, np.int16, src.shape, slabs()), cache, tmp_dir, created)
-    return float(low[0]), float(high[0])
+    return float(low[0]), float(high[0]), digest.hexdigest()
 
 
 def _write_mask(src: NiftiSource, cache: Path, tmp_dir: Path, created: list[Path]) -> tuple:
@@ -206,14 +267,20 @@ def ingest_paths(
     mask: Path | None = None,
     user: User | None = None,
 ) -> list[dict]:
-    """Files and folders; LiTS volume-N/segmentation-N are paired. One dict per volume/failure."""
+    """Files and folders; LiTS pairs are paired; DICOM folders/zips give one dict per series."""
+    from app.services.curation.ingest_dicom import ingest_dicom, result_lines
+
     results: list[dict] = []
     for item in plan_ingest(paths, mask):
         if isinstance(item, dict):
             results.append(item)
             continue
-        volume_path, mask_path = item
+        volume_path, mask_path = item[0], item[1]
         try:
+            if len(item) == 3:
+                done = ingest_dicom(session, settings, volume_path, mask_path, user)
+                results += result_lines(str(volume_path), done)
+                continue
             volume = ingest_file(session, settings, volume_path, mask_path, user)
         except DomainError as exc:
             results.append({"path": str(volume_path), "error": exc.detail})
@@ -222,14 +289,28 @@ def ingest_paths(
     return results
 
 
-def plan_ingest(paths: list[Path], mask: Path | None) -> list[tuple[Path, Path | None] | dict]:
-    """(volume, mask) pairs in order, and {"path", "error"} for what cannot be ingested."""
+def is_dicom_file(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(132)[128:] == b"DICM"
+
+
+def _is_zip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return path.suffix.lower() == ".zip" or f.read(4) == b"PK\x03\x04"
+
+
+def plan_ingest(paths: list[Path], mask: Path | None) -> list[tuple | dict]:
+    """(volume, mask) NIfTI pairs and (source, mask, "dicom") in order; {"path", "error"}."""
     files: list[Path] = []
     plan: list = []
     for p in paths:
         if p.is_dir():
-            found = (f for f in p.rglob("*") if f.is_file() and nifti_stem(f.name))
-            files += sorted(found, key=_natural)
+            found = [f for f in p.rglob("*") if f.is_file() and not f.is_symlink()]
+            files += sorted((f for f in found if nifti_stem(f.name)), key=_natural)
+            if any(is_dicom_file(f) for f in found if not nifti_stem(f.name)):
+                plan.append((p, None, "dicom"))
+        elif p.is_file() and (_is_zip(p) or is_dicom_file(p)):
+            plan.append((p, None, "dicom"))
         elif p.is_file():
             files.append(p)
         else:
@@ -237,8 +318,11 @@ def plan_ingest(paths: list[Path], mask: Path | None) -> list[tuple[Path, Path |
     masks = [f for f in files if _lits(f) and _lits(f)[0] == "segmentation"]
     volumes = [f for f in files if f not in masks]
     if mask is not None:
-        if len(volumes) != 1:
-            raise InvalidInput(f"--mask needs exactly one volume, got {len(volumes)}")
+        dicom = [item for item in plan if isinstance(item, tuple)]
+        if len(volumes) + len(dicom) != 1:
+            raise InvalidInput(f"--mask needs exactly one volume, got {len(volumes) + len(dicom)}")
+        if dicom:
+            return [item if item not in dicom else (item[0], mask, "dicom") for item in plan]
         return plan + [(volumes[0], mask)]
     used: set[Path] = set()
     for v in volumes:

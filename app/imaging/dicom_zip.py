@@ -1,0 +1,120 @@
+"""Uploaded zips, checked whole before anything is extracted, then unpacked under flat names.
+
+Every member is vetted first (count, declared total size against the decompressed-size limit,
+no absolute paths, no `..`, no links, no encryption), so a hostile zip is refused before a
+byte is written. Members are written as `NNNNN.dcm` in one folder: a member's own name never
+becomes a path on disk. Members that are not DICOM (no `DICM` after the 128-byte preamble) are
+skipped and counted, not written.
+"""
+
+from __future__ import annotations
+
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from app.errors import InvalidInput, PayloadTooLarge
+
+MAX_MEMBERS = 20_000  # a CT study export is a few thousand files at most
+_CHUNK = 4 * 1024**2
+
+
+@dataclass
+class Extracted:
+    """What came out of a zip: DICOM files (shown member name, path) and what was left out."""
+
+    files: list[tuple[str, Path]] = field(default_factory=list)
+    non_dicom: list[str] = field(default_factory=list)  # member names skipped as not DICOM
+
+
+def is_zip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def limit_message(limit: int, what: str) -> str:
+    return (
+        f"{what}, more than the decompressed-size limit of {limit / 1024**2:,.0f} MiB "
+        "(MEDSYNTH_MAX_DECOMPRESSED_BYTES)"
+    )
+
+
+def _unsafe(name: str) -> str | None:
+    """Why a member name is refused, or None when it is a plain relative path."""
+    posix = name.replace("\\", "/")
+    parts = PurePosixPath(posix).parts
+    if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
+        return "an absolute path"
+    if ".." in parts:
+        return "a '..' path component"
+    if "\0" in name:
+        return "a NUL byte in its name"
+    return None
+
+
+def check_members(zf: zipfile.ZipFile, name: str, limit: int) -> list[zipfile.ZipInfo]:
+    """The file members of `zf`, or a refusal that names the first offending member."""
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise InvalidInput(f"{name} has {len(infos):,} members; at most {MAX_MEMBERS:,} allowed")
+    files = []
+    for info in infos:
+        why = _unsafe(info.filename)
+        mode = info.external_attr >> 16
+        if why is None and stat.S_ISLNK(mode):
+            why = "a symbolic link"
+        if why is None and info.flag_bits & 0x1:
+            why = "encrypted"
+        if why is not None:
+            raise InvalidInput(f"{name}: member {info.filename!r} is {why}; the zip is refused")
+        if not info.is_dir():
+            files.append(info)
+    total = sum(i.file_size for i in files)
+    if total > limit:
+        raise PayloadTooLarge(limit_message(limit, f"{name} expands to {total:,} bytes"))
+    return files
+
+
+def extract_dicom(path: Path, dest: Path, limit: int, name: str | None = None) -> Extracted:
+    """Check every member, then write the DICOM ones flat into `dest`; counts bytes written."""
+    name = name or path.name
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidInput(f"{name} is not a readable zip file ({exc})") from exc
+    out = Extracted()
+    written = 0
+    with zf:
+        members = check_members(zf, name, limit)
+        dest.mkdir(parents=True, exist_ok=True)
+        for index, info in enumerate(members):
+            target = dest / f"{index:05d}.dcm"
+            try:
+                written += _copy_if_dicom(zf, info, target, limit - written)
+            except _NotDicom:
+                out.non_dicom.append(info.filename)
+                continue
+            except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+                raise InvalidInput(f"{name}: member {info.filename!r} is corrupt ({exc})") from exc
+            out.files.append((info.filename, target))
+    return out
+
+
+class _NotDicom(Exception):
+    pass
+
+
+def _copy_if_dicom(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: int) -> int:
+    with zf.open(info) as src:
+        head = src.read(132)
+        if len(head) < 132 or head[128:132] != b"DICM":
+            raise _NotDicom
+        written = len(head)
+        with open(target, "wb") as out:
+            out.write(head)
+            while chunk := src.read(_CHUNK):
+                written += out.write(chunk)
+                if written > budget:
+                    raise PayloadTooLarge(limit_message(budget, f"{info.filename} expands"))
+    return written
