@@ -12,11 +12,13 @@ from sqlalchemy.orm import Session
 
 from app.errors import Forbidden, NotAuthenticated
 from app.models import ApiToken, User, utcnow
-from app.security import same_token, session_fingerprint, token_digest
+from app.security import same_token, token_digest
+from app.services.accounts import sessions as login_sessions
 from app.settings import Settings
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_HEADER = "X-CSRF-Token"
+SESSION_COOKIE = "medsynth_session"
 
 
 def get_settings(request: Request) -> Settings:
@@ -35,7 +37,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def _user_from_bearer(session: Session, header: str) -> User | None:
+def _user_from_bearer(session: Session, header: str) -> User:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise NotAuthenticated("Authorization header must be 'Bearer TOKEN'")
@@ -51,7 +53,7 @@ def _user_from_bearer(session: Session, header: str) -> User | None:
 
 async def _check_csrf(request: Request) -> None:
     """Cookie-authenticated state changes must echo the session's CSRF token."""
-    expected = request.session.get("csrf")
+    expected = getattr(request.state, "csrf", "")
     sent = request.headers.get(CSRF_HEADER)
     if sent is None and request.headers.get("content-type", "").startswith(
         "application/x-www-form-urlencoded"
@@ -61,18 +63,24 @@ async def _check_csrf(request: Request) -> None:
         raise Forbidden("CSRF token missing or invalid; reload the page and try again")
 
 
+def _user_from_cookie(request: Request, session: Session) -> User:
+    """The user of the browser's server-side session; the cookie is only a random id."""
+    found = login_sessions.resolve(
+        session, request.app.state.settings, request.cookies.get(SESSION_COOKIE)
+    )
+    if found.login is None:
+        raise NotAuthenticated(found.why)
+    request.state.login_id = found.login.id
+    request.state.csrf = found.login.csrf
+    return found.login.user
+
+
 async def get_current_user(request: Request, session: SessionDep) -> User:
     auth = request.headers.get("authorization")
     if auth:
         user = _user_from_bearer(session, auth)
     else:
-        uid = request.session.get("uid")
-        user = session.get(User, uid) if uid is not None else None
-        if user is None or not user.is_active:
-            raise NotAuthenticated("login required")
-        if not same_token(request.session.get("pw"), session_fingerprint(user)):
-            request.session.clear()
-            raise NotAuthenticated("your session ended (password changed); log in again")
+        user = _user_from_cookie(request, session)
         if request.method not in SAFE_METHODS:
             await _check_csrf(request)
     request.state.user = user
@@ -80,6 +88,11 @@ async def get_current_user(request: Request, session: SessionDep) -> User:
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def login_id(request: Request) -> int | None:
+    """The id of this browser's login session (None for a bearer token)."""
+    return getattr(request.state, "login_id", None)
 
 
 def get_admin_user(user: CurrentUser) -> User:

@@ -43,3 +43,19 @@ class NotAuthenticated(DomainError):
 
 class InsufficientStorage(DomainError):
     status_code = 507
+
+
+class TooManyRequests(DomainError):
+    """Back off and retry: a login back-off or a full generation queue (Retry-After seconds)."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after: float = 1.0):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class ServiceBusy(TooManyRequests):
+    """The server is saturated for everyone (not this client's fault): 503 with Retry-After."""
+
+    status_code = 503

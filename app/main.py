@@ -11,11 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.sessions import SessionMiddleware
 
 from app.db import make_engine, make_sessionmaker
-from app.errors import DomainError, NotAuthenticated
-from app.routes import auth, datasets, home, jobs, metrics, snapshots, studies, volumes
+from app.errors import DomainError, NotAuthenticated, TooManyRequests
+from app.routes import auth, datasets, home, jobs, metrics, snapshots, studies, users, volumes
 from app.services.evaluation.metric_monitor import MetricRunFollower
 from app.services.training.job_monitor import JobMonitor
 from app.settings import Settings, load_settings
@@ -46,7 +45,10 @@ def _error_response(request: Request, status: int, detail: str) -> Response:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> Response:
-        return _error_response(request, exc.status_code, exc.detail)
+        response = _error_response(request, exc.status_code, exc.detail)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(max(1, int(exc.retry_after)))
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -83,14 +85,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
-    app.add_middleware(
-        SessionMiddleware,
-        secret_key=settings.secret_key,
-        session_cookie="medsynth_session",
-        max_age=settings.session_max_age_s,
-        same_site="lax",
-        https_only=False,
-    )
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     _install_error_handlers(app)
 
@@ -98,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict:
         return {"status": "ok"}
 
-    for module in (auth, home, volumes, datasets, jobs, snapshots, metrics, studies):
+    for module in (auth, users, home, volumes, datasets, jobs, snapshots, metrics, studies):
         app.include_router(module.router)
     return app
 

@@ -44,6 +44,42 @@ class ApiToken(Base):
     user: Mapped[User] = relationship()
 
 
+# --- accounts: server-side sessions and login throttling (issue 16) ---------------------------
+
+
+class LoginSession(Base):
+    """A browser login. The cookie holds only a random id; its SHA-256 is the row's key, so
+    ending the row (logout, password change, deactivation, an admin) ends the session at once."""
+
+    __tablename__ = "login_sessions"
+    __table_args__ = (Index("ix_login_sessions_user_ended", "user_id", "ended_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    end_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+
+    user: Mapped[User] = relationship()
+
+
+class LoginThrottle(Base):
+    """Failed logins per account ("user:NAME") and per client address ("ip:ADDR"), in the
+    database so a restart does not reset the back-off."""
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(default=utcnow)
+    blocked_until: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class Volume(Base):
     """An ingested CT volume. The upload is kept as sent; the cache holds int16 HU in RAS."""
 

@@ -14,7 +14,24 @@ class Settings:
     database_url: str
     secret_key: str
     max_upload_bytes: int = 4 * 1024**3
+    # Accounts (issue 16). A login session ends after session_max_age_s (absolute) or after
+    # session_idle_s without a request; cookie_secure sends the cookie over HTTPS only.
     session_max_age_s: int = 14 * 24 * 3600
+    session_idle_s: int = 12 * 3600
+    cookie_secure: bool = False
+    # Failed logins: free attempts per account / per client address, then a back-off that
+    # doubles from login_backoff_s up to login_backoff_max_s; forgotten after login_forget_s.
+    login_free_attempts: int = 5
+    login_free_attempts_ip: int = 20
+    login_backoff_s: float = 1.0
+    login_backoff_max_s: float = 900.0
+    login_forget_s: int = 24 * 3600
+    # Images generated on demand: at most this many run at once, wait in the queue, per user
+    # (running or waiting), and per request.
+    generate_max_running: int = 1
+    generate_max_waiting: int = 4
+    generate_per_user: int = 1
+    generate_max_images: int = 64
     # Training jobs (issue 4): how many trainer subprocesses may run at once.
     max_concurrent_jobs: int = 1
     python_executable: str = field(default_factory=lambda: os.environ.get("MEDSYNTH_PYTHON", ""))
@@ -79,6 +96,25 @@ def _secret_key(data_dir: Path) -> str:
     return key
 
 
+def _flag(value: str | None, default: bool = False) -> bool:
+    return default if value is None or value == "" else value.lower() in ("1", "true", "yes")
+
+
+def _account_settings(env: dict[str, str]) -> dict:
+    """Sessions, login throttling and generation limits (issue 16), from MEDSYNTH_*."""
+    names = {
+        "session_max_age_s": int, "session_idle_s": int, "login_free_attempts": int,
+        "login_free_attempts_ip": int, "login_backoff_s": float, "login_backoff_max_s": float,
+        "login_forget_s": int, "generate_max_running": int, "generate_max_waiting": int,
+        "generate_per_user": int, "generate_max_images": int,
+    }  # fmt: skip
+    out: dict = {"cookie_secure": _flag(env.get("MEDSYNTH_COOKIE_SECURE"))}
+    for name, kind in names.items():
+        if (value := env.get("MEDSYNTH_" + name.upper())) not in (None, ""):
+            out[name] = kind(value)
+    return out
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     data_dir = Path(env.get("MEDSYNTH_DATA", "./data")).resolve()
@@ -88,6 +124,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         database_url=url,
         secret_key=env.get("MEDSYNTH_SECRET_KEY") or _secret_key(data_dir),
         max_upload_bytes=int(env.get("MEDSYNTH_MAX_UPLOAD_BYTES", 4 * 1024**3)),
+        **_account_settings(env),
         max_concurrent_jobs=int(env.get("MEDSYNTH_MAX_CONCURRENT_JOBS", 1)),
         max_concurrent_metric_runs=int(env.get("MEDSYNTH_MAX_CONCURRENT_METRIC_RUNS", 1)),
         metric_run_nice=int(env.get("MEDSYNTH_METRIC_RUN_NICE", 10)),

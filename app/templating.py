@@ -27,7 +27,7 @@ def render(
     """Render a whole page, or only `block` when htmx asks for it (Vary tells caches)."""
     ctx = {
         "user": getattr(request.state, "user", None),
-        "csrf_token": request.session.get("csrf", ""),
+        "csrf_token": getattr(request.state, "csrf", ""),  # set by the login check
     }
     ctx.update(context or {})
     kwargs: dict[str, Any] = {"status_code": status_code}

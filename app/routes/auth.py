@@ -1,19 +1,21 @@
-"""Accounts: login/logout, the own account (API tokens, password), admin user management."""
+"""Login/logout and the own account page (sessions, API tokens, password)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import secrets
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel
 
-from app.deps import AdminUser, CurrentUser, SessionDep
-from app.errors import DomainError, InvalidInput
-from app.models import User
-from app.security import new_csrf_token, same_token, session_fingerprint
+from app.deps import SESSION_COOKIE, CurrentUser, SessionDep, SettingsDep, login_id
+from app.errors import DomainError, InvalidInput, TooManyRequests
+from app.security import login_form_token, same_token
+from app.services.accounts import login as login_service
+from app.services.accounts import sessions as login_sessions
 from app.services.accounts import users as users_service
+from app.settings import Settings
 from app.templating import render
 
 router = APIRouter()
@@ -35,83 +37,141 @@ def _see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def _login_form(request: Request, next_: str, error: str = "", status: int = 200) -> Response:
-    if not request.session.get("csrf"):
-        request.session["csrf"] = new_csrf_token()  # pre-session token against login CSRF
+def set_session_cookie(response: Response, settings: Settings, value: str) -> None:
+    """The only cookie: a random id (a login session's, or a pre-login one for the form)."""
+    response.set_cookie(
+        SESSION_COOKIE, value, max_age=settings.session_max_age_s, path="/", httponly=True,
+        samesite="lax", secure=settings.cookie_secure,
+    )  # fmt: skip
+
+
+def _login_form(
+    request: Request, settings: Settings, next_: str, error: str = "", status: int = 200
+) -> Response:
+    """The form, with a CSRF token bound to the browser's pre-login cookie (login CSRF)."""
+    cookie = request.cookies.get(SESSION_COOKIE) or secrets.token_urlsafe(32)
+    request.state.csrf = login_form_token(settings.secret_key, cookie)
     ctx = {"next": next_, "error": error, "username": ""}
-    return render(request, "login.html", ctx, status_code=status)
+    response = render(request, "login.html", ctx, status_code=status)
+    response.headers["Cache-Control"] = "no-store"
+    if request.cookies.get(SESSION_COOKIE) != cookie:
+        set_session_cookie(response, settings, cookie)
+    return response
 
 
 @router.get("/login")
-def login_page(request: Request, session: SessionDep, next: str = "/") -> Response:
-    uid = request.session.get("uid")
-    user = session.get(User, uid) if uid is not None else None
-    if user is not None and user.is_active:
+def login_page(
+    request: Request, session: SessionDep, settings: SettingsDep, next: str = "/"
+) -> Response:
+    found = login_sessions.resolve(session, settings, request.cookies.get(SESSION_COOKIE))
+    if found.login is not None:
         return _see_other(safe_next(next))
-    return _login_form(request, next)
+    return _login_form(request, settings, next)
 
 
 @router.post("/login")
-def login(
+async def login(
     request: Request,
     session: SessionDep,
-    username: Annotated[str, Form()] = "",
-    password: Annotated[str, Form()] = "",
-    csrf_token: Annotated[str, Form()] = "",
-    next: Annotated[str, Form()] = "/",
+    settings: SettingsDep,
+    username: Annotated[str, Form(max_length=200)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
-    if not same_token(request.session.get("csrf"), csrf_token):
-        request.session.clear()
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    if not cookie or not same_token(login_form_token(settings.secret_key, cookie), csrf_token):
         msg = "the login form had expired; please try again"
-        return _login_form(request, next, msg, status=403)
+        return _login_form(request, settings, next, msg, status=403)
     client = request.client.host if request.client else ""
-    user = users_service.log_in(session, username.strip(), password, client=client)
-    session.commit()
-    if user is None:
-        return _login_form(request, next, "wrong username or password", status=401)
-    request.session.clear()  # a new session: nothing from before the login carries over
-    request.session.update(
-        {"uid": user.id, "csrf": new_csrf_token(), "pw": session_fingerprint(user)}
-    )
-    return _see_other(safe_next(next))
+    agent = request.headers.get("user-agent", "")
+    try:
+        done = await login_service.log_in(
+            session, settings, username.strip(), password, client=client, agent=agent
+        )
+    except TooManyRequests as exc:
+        response = _login_form(request, settings, next, exc.detail, status=exc.status_code)
+        response.headers["Retry-After"] = str(int(exc.retry_after))
+        return response
+    if done is None:
+        return _login_form(request, settings, next, "wrong username or password", status=401)
+    response = _see_other(safe_next(next))
+    set_session_cookie(response, settings, done.sid)  # a new id: nothing from before carries over
+    return response
 
 
 @router.post("/logout")
 def logout(request: Request, session: SessionDep, user: CurrentUser) -> Response:
-    users_service.log_out(session, user)
-    session.commit()
-    request.session.clear()
-    return _see_other("/login")
+    login_service.log_out(session, user, login_id(request))
+    response = _see_other("/login")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
 
 
 # --- the own account -------------------------------------------------------------------------
 
 
-def _account(request: Request, session, user: User, status: int = 200, **ctx) -> Response:
-    ctx = {"tokens": users_service.list_tokens(session, user), "nav": "account", **ctx}
+def _account(
+    request: Request, session, settings: Settings, user, status: int = 200, **ctx
+) -> Response:  # noqa: ANN001
+    ctx = {
+        "tokens": users_service.list_tokens(session, user),
+        "sessions": login_sessions.active_for(session, settings, user),
+        "current_login": login_id(request),
+        "nav": "account",
+        **ctx,
+    }
     response = render(request, "account.html", ctx, status_code=status)
     response.headers["Cache-Control"] = "no-store"  # a new token is shown on this page once
     return response
 
 
 @router.get("/account")
-def account_page(request: Request, session: SessionDep, user: CurrentUser) -> Response:
-    return _account(request, session, user)
+def account_page(
+    request: Request, session: SessionDep, settings: SettingsDep, user: CurrentUser
+) -> Response:
+    return _account(request, session, settings, user)
 
 
 @router.post("/account/tokens")
 def create_token(
-    request: Request, session: SessionDep, user: CurrentUser, name: Annotated[str, Form()] = ""
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    name: Annotated[str, Form(max_length=100)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
 ) -> Response:
-    token = users_service.create_token(session, user, name or "unnamed")
-    session.commit()
-    return _account(request, session, user, new_token=token, new_token_name=name or "unnamed")
+    try:
+        users_service.reauthenticate(session, settings, user, password)
+    except DomainError as exc:
+        session.rollback()
+        response = _account(request, session, settings, user, exc.status_code,
+                            token_error=exc.detail)  # fmt: skip
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(int(exc.retry_after))
+        return response
+    _, token = users_service.issue_token(session, user, name or "unnamed")
+    return _account(
+        request, session, settings, user, new_token=token, new_token_name=name or "unnamed"
+    )
 
 
 @router.post("/account/tokens/{token_id}/revoke")
 def revoke_token(session: SessionDep, user: CurrentUser, token_id: int) -> Response:
     users_service.revoke_token(session, user, token_id)
-    session.commit()
+    return _see_other("/account")
+
+
+@router.post("/account/sessions/{session_id}/end")
+def end_session(session: SessionDep, user: CurrentUser, session_id: int) -> Response:
+    login_sessions.end_own(session, user, session_id)
+    return _see_other("/account")
+
+
+@router.post("/account/sessions/end-others")
+def end_other_sessions(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+    login_sessions.end_for_user(session, user.id, "user", keep_id=login_id(request))
     return _see_other("/account")
 
 
@@ -119,104 +179,26 @@ def revoke_token(session: SessionDep, user: CurrentUser, token_id: int) -> Respo
 def change_password(
     request: Request,
     session: SessionDep,
+    settings: SettingsDep,
     user: CurrentUser,
-    current: Annotated[str, Form()] = "",
-    new: Annotated[str, Form()] = "",
-    confirm: Annotated[str, Form()] = "",
+    current: Annotated[str, Form(max_length=1024)] = "",
+    new: Annotated[str, Form(max_length=1024)] = "",
+    confirm: Annotated[str, Form(max_length=1024)] = "",
+    revoke_tokens: Annotated[str, Form(max_length=8)] = "1",
 ) -> Response:
+    """A password change ends every other session; all API tokens go too unless unticked."""
     try:
         if new != confirm:
             raise InvalidInput("the new password and its confirmation differ")
-        users_service.change_password(session, user, current, new)
-        session.commit()
+        revoked = users_service.change_password(
+            session, settings, user, current, new, keep_login_id=login_id(request),
+            revoke_tokens=revoke_tokens not in ("0", "", "off", "false"),
+        )  # fmt: skip
     except DomainError as exc:
         session.rollback()
-        return _account(request, session, user, exc.status_code, password_error=exc.detail)
-    request.session["pw"] = session_fingerprint(user)  # this session stays; all others end
-    return _account(request, session, user, password_message="Password changed.")
-
-
-# --- admin: users ----------------------------------------------------------------------------
-
-
-def _users(request: Request, session, status: int = 200, **ctx) -> Response:
-    ctx = {"users": users_service.list_users(session), "nav": "users", **ctx}
-    return render(request, "users.html", ctx, status_code=status)
-
-
-@router.get("/users")
-def users_page(request: Request, session: SessionDep, admin: AdminUser) -> Response:
-    return _users(request, session)
-
-
-@router.post("/users")
-def create_user_form(
-    request: Request,
-    session: SessionDep,
-    admin: AdminUser,
-    username: Annotated[str, Form()] = "",
-    role: Annotated[str, Form()] = "reviewer",
-    password: Annotated[str, Form()] = "",
-) -> Response:
-    try:
-        users_service.create_user(session, username.strip(), role, password, actor=admin)
-        session.commit()
-    except DomainError as exc:
-        session.rollback()
-        return _users(request, session, exc.status_code, error=exc.detail, form_username=username)
-    return _see_other("/users")
-
-
-@router.post("/users/{user_id}/{action}")
-def set_active_form(
-    session: SessionDep, admin: AdminUser, user_id: int, action: Literal["deactivate", "activate"]
-) -> Response:
-    users_service.set_active(session, admin, user_id, active=action == "activate")
-    session.commit()
-    return _see_other("/users")
-
-
-# --- JSON --------------------------------------------------------------------------------------
-
-
-class UserOut(BaseModel):
-    id: int
-    username: str
-    role: str
-    is_active: bool
-
-    @classmethod
-    def of(cls, user: User) -> UserOut:
-        return cls(id=user.id, username=user.username, role=user.role, is_active=user.is_active)
-
-
-class UserIn(BaseModel):
-    username: str
-    role: Literal["admin", "reviewer"]
-    password: str
-
-
-@router.get("/api/me")
-def api_me(user: CurrentUser) -> UserOut:
-    return UserOut.of(user)
-
-
-@router.get("/api/users")
-def api_users(session: SessionDep, admin: AdminUser) -> list[UserOut]:
-    return [UserOut.of(u) for u in users_service.list_users(session)]
-
-
-@router.post("/api/users", status_code=201)
-def api_create_user(session: SessionDep, admin: AdminUser, body: UserIn) -> UserOut:
-    user = users_service.create_user(session, body.username, body.role, body.password, admin)
-    session.commit()
-    return UserOut.of(user)
-
-
-@router.post("/api/users/{user_id}/{action}")
-def api_set_active(
-    session: SessionDep, admin: AdminUser, user_id: int, action: Literal["deactivate", "activate"]
-) -> UserOut:
-    user = users_service.set_active(session, admin, user_id, active=action == "activate")
-    session.commit()
-    return UserOut.of(user)
+        return _account(request, session, settings, user, exc.status_code,
+                        password_error=exc.detail)  # fmt: skip
+    msg = "Password changed; your other sessions have ended."
+    if revoked:
+        msg += f" {revoked} API token{'' if revoked == 1 else 's'} revoked."
+    return _account(request, session, settings, user, password_message=msg)

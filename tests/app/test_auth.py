@@ -88,16 +88,19 @@ def test_csrf_is_required_for_cookie_authenticated_changes(live_app):
         assert r.status_code == 403
         r = c.post("/account/tokens", data={"name": "x", "csrf_token": "wrong"})
         assert r.status_code == 403
-        r = c.post("/account/tokens", data={"name": "via-form", "csrf_token": token})
+        form = {"name": "via-form", "password": PASSWORD, "csrf_token": token}
+        r = c.post("/account/tokens", data=form)
         assert r.status_code == 200 and "via-form" in r.text
-        r = c.post("/account/tokens", data={"name": "via-header"}, headers={"X-CSRF-Token": token})
+        form = {"name": "via-header", "password": PASSWORD}
+        r = c.post("/account/tokens", data=form, headers={"X-CSRF-Token": token})
         assert r.status_code == 200 and "via-header" in r.text
 
 
 def test_account_token_is_shown_once_works_as_bearer_and_can_be_revoked(live_app):
     with browser(live_app.url, "reader2") as c:
         token = page_token(c.get("/account").text)
-        r = c.post("/account/tokens", data={"name": "script", "csrf_token": token})
+        form = {"name": "script", "password": PASSWORD, "csrf_token": token}
+        r = c.post("/account/tokens", data=form)
         plain = re.search(r'id="new-token">([^<]+)<', r.text).group(1)
         assert r.headers["cache-control"] == "no-store"
         page = c.get("/account").text
@@ -119,8 +122,10 @@ def test_bearer_requests_need_no_csrf_token(reader):
         "role": "reviewer",
         "is_active": True,
     }
-    r = reader.post("/account/tokens", data={"name": "from-a-script"})
+    r = reader.post("/account/tokens", data={"name": "from-a-script", "password": PASSWORD})
     assert r.status_code == 200
+    r = reader.post("/api/me/tokens", json={"name": "json", "password": PASSWORD})
+    assert r.status_code == 201 and r.json()["token"].startswith("ms_")
 
 
 def test_bad_bearer_token_is_401(live_app):
@@ -143,7 +148,7 @@ def test_admin_creates_and_deactivates_a_user(live_app, admin):
     uid = r.json()["id"]
     assert admin.post("/api/users", json=body).status_code == 409
     short = admin.post("/api/users", json={**body, "username": "other", "password": "short"})
-    assert short.status_code == 422 and "8 characters" in short.json()["detail"]
+    assert short.status_code == 422 and "10 characters" in short.json()["detail"]
     with browser(live_app.url) as c:
         assert login(c, "radiologist", "long-enough-pw").status_code == 303
         r = admin.post(f"/api/users/{uid}/deactivate")

@@ -98,7 +98,7 @@ def test_users_create_refuses_bad_input_with_a_message(data_env):
         "--password-stdin",
         stdin="short\n",
     )
-    assert r.returncode == 2 and "at least 8 characters" in r.stderr
+    assert r.returncode == 2 and "at least 10 characters" in r.stderr
     r = cli(data_env, "users", "token", "nobody")
     assert r.returncode == 2 and "no user named 'nobody'" in r.stderr
 
