@@ -79,9 +79,12 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """ADA settings; mode 'ada' tunes p, 'fixed' keeps p, 'noaug' builds no pipeline."""
+    """ADA settings; mode 'ada' tunes p, 'fixed' keeps p, 'noaug' builds no pipeline.
+    `pipe` names the paper's transform groups (trainer.augment.AUGPIPES); `pipe_kwargs`
+    overrides single multipliers or strengths on top of it."""
 
     mode: str = "ada"
+    pipe: str = "bgc"
     target: float = 0.6
     initial_p: float = 0.0
     interval: int = 4
@@ -136,7 +139,7 @@ class RunConfig:
         return RunConfig(
             network=NetworkConfig(**d["network"]),
             loss=LossConfig(**d["loss"]),
-            augment=AugmentConfig(**d["augment"]),
+            augment=AugmentConfig(**{"pipe": "bgcfnc", **d["augment"]}),  # older runs: all
             train=TrainConfig(**train),
         )
 

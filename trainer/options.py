@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from trainer.augment_names import AUGPIPES
 from trainer.config import (
     AugmentConfig,
     LossConfig,
@@ -43,16 +44,19 @@ def _augment_config(args: argparse.Namespace) -> AugmentConfig:
     aug = _pick(args.aug, "ada")
     if aug not in ("ada", "noaug"):
         raise UsageError(f"--aug must be ada or noaug, not {aug!r}")
+    pipe = _pick(getattr(args, "augpipe", None), "bgc")
+    if pipe not in AUGPIPES:
+        raise UsageError(f"--augpipe must be one of {', '.join(AUGPIPES)}, not {pipe!r}")
     if aug == "noaug":
         if args.p is not None:
             raise UsageError("--p needs augmentation; it does not go with --aug noaug")
-        return AugmentConfig(mode="noaug")
+        return AugmentConfig(mode="noaug", pipe=pipe)
     if args.p is not None:
         if not 0 <= args.p <= 1:
             raise UsageError("--p must be in [0, 1]")
-        return AugmentConfig(mode="fixed", initial_p=args.p)
+        return AugmentConfig(mode="fixed", initial_p=args.p, pipe=pipe)
     return AugmentConfig(
-        mode="ada", target=_pick(args.target, 0.6), kimg=_pick(args.ada_kimg, 500.0)
+        mode="ada", target=_pick(args.target, 0.6), kimg=_pick(args.ada_kimg, 500.0), pipe=pipe
     )
 
 
@@ -131,6 +135,7 @@ def resume_config(saved: dict, args: argparse.Namespace, ignored: list[str]) -> 
         "batch",
         "gamma",
         "aug",
+        "augpipe",
         "target",
         "p",
         "cond",

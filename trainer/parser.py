@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from trainer.augment_names import AUGPIPES
+
 BOOL = argparse.BooleanOptionalAction
 
 
@@ -24,6 +26,12 @@ def _add_train(sub) -> None:
     a("--batch", type=int, help="total batch over all processes (default: from the preset)")
     a("--gamma", type=float, help="R1 weight (default: 0.0002 * res^2 / batch)")
     a("--aug", choices=["ada", "noaug"], help="augmentation (default ada)")
+    a(
+        "--augpipe",
+        choices=list(AUGPIPES),
+        help="the paper's transform groups: b(lit) g(eom) c(olor) f(ilter) n(oise) c(utout); "
+        "default bgc, its recommendation for small datasets",
+    )
     a("--target", type=float, help="ADA target for E[sign(D(real))] (default 0.6)")
     a("--p", type=float, help="fixed augmentation probability (no tuning)")
     a("--ada-kimg", type=float, help="ADA speed: kimg for p to go 0 -> 1 (default 500)")

@@ -104,9 +104,10 @@ class Trainer:
         ac = self.cfg.augment
         if ac.mode == "noaug":
             return None, None
-        from trainer.augment import AugmentPipe
+        from trainer.augment import AugmentPipe, augpipe_kwargs
 
-        pipe = AugmentPipe(**ac.pipe_kwargs).train().requires_grad_(False).to(self.device)
+        kwargs = {**augpipe_kwargs(ac.pipe), **ac.pipe_kwargs}
+        pipe = AugmentPipe(**kwargs).train().requires_grad_(False).to(self.device)
         pipe.p.copy_(torch.as_tensor(ac.initial_p))
         if ac.mode != "ada":
             return pipe, None

@@ -6,24 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.augment import AugmentPipe, band_filters
+from trainer.augment import MULTIPLIERS, AugmentPipe, augpipe_kwargs, band_filters
 
 torch.set_num_threads(1)
 
-TRANSFORMS = [
-    "xflip",
-    "rotate90",
-    "xint",
-    "scale",
-    "rotate",
-    "aniso",
-    "xfrac",
-    "brightness",
-    "contrast",
-    "imgfilter",
-    "noise",
-    "cutout",
-]
+TRANSFORMS = list(MULTIPLIERS)
+COLOUR_ONLY = ("hue", "saturation")  # no effect on one channel
 
 
 def only(name: str, p: float = 1.0) -> AugmentPipe:
@@ -59,7 +47,7 @@ def test_p_one_changes_images_but_not_shape_or_dtype():
 
 @pytest.mark.parametrize("name", TRANSFORMS)
 def test_each_transform_can_be_enabled_alone(name):
-    x = smooth_images(n=16)
+    x = smooth_images(n=16, c=3 if name in COLOUR_ONLY else 1)
     torch.manual_seed(0)
     out = only(name)(x)
     assert out.shape == x.shape and torch.isfinite(out).all()
@@ -95,7 +83,7 @@ def test_xint_shifts_by_whole_pixels():
 def test_unselected_samples_are_untouched():
     x = smooth_images(n=64)
     torch.manual_seed(1)
-    pipe = AugmentPipe()
+    pipe = AugmentPipe(**augpipe_kwargs("bgcfnc"))
     pipe.p.copy_(torch.as_tensor(0.05))
     out = pipe(x)
     same = (out == x).flatten(1).all(dim=1)
