@@ -1,0 +1,75 @@
+"""Attack suite, password guessing, through real HTTP: a back-off per account and per address
+(429 + Retry-After), kept in the database, never a permanent lockout."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from app.models import LoginThrottle
+from tests.app.sessions import browser, login, page_token
+from tests.conftest import PASSWORD
+
+
+@pytest.fixture
+def settings(settings):
+    return replace(settings, login_backoff_s=0.2, login_backoff_max_s=1.0)
+
+
+def test_thirty_wrong_logins_back_off_then_the_right_password_works(live_app):
+    statuses, waits = [], []
+    with browser(live_app.url) as c:
+        for _ in range(30):
+            r = login(c, "reader1", password="guess-" + str(len(statuses)))
+            statuses.append(r.status_code)
+            if r.status_code == 429:
+                waits.append(int(r.headers["retry-after"]))
+                assert "too many failed logins" in r.text
+        assert statuses[:5] == [401] * 5  # a few typos are free
+        assert 429 in statuses and set(statuses) <= {401, 429}
+        assert max(waits) <= 1  # capped by login_backoff_max_s: never locked out for good
+        r = login(c, "reader1")  # the right password, too, waits out the back-off
+        if r.status_code == 429:
+            time.sleep(int(r.headers["retry-after"]) + 0.1)
+            r = login(c, "reader1")
+        assert r.status_code == 303
+        assert c.get("/api/me").json()["username"] == "reader1"
+
+
+def test_the_back_off_is_kept_in_the_database(live_app):
+    with browser(live_app.url) as c:
+        for i in range(6):
+            login(c, "reader2", password=f"wrong-{i}")
+    with live_app.sessions() as s:
+        rows = {r.key: r for r in s.scalars(select(LoginThrottle))}
+    assert rows["user:reader2"].failures == 6 and rows["user:reader2"].blocked_until is not None
+    assert rows["ip:127.0.0.1"].failures == 6  # the address is counted too
+
+
+def test_unknown_names_are_throttled_like_real_ones(live_app):
+    with browser(live_app.url) as c:
+        codes = [login(c, "no-such-user", password=f"pw-{i}").status_code for i in range(7)]
+    assert codes[:5] == [401] * 5 and codes[-1] == 429
+
+
+def test_the_token_form_is_throttled_like_a_login(live_app):
+    with browser(live_app.url, "admin") as c:
+        token = page_token(c.get("/account").text)
+        codes = []
+        for i in range(7):
+            form = {"name": "t", "password": f"guess-{i}", "csrf_token": token}
+            codes.append(c.post("/account/tokens", data=form).status_code)
+        assert codes[:5] == [403] * 5 and codes[-1] == 429
+
+
+def test_a_stale_or_missing_form_token_is_refused_without_counting(live_app):
+    with httpx.Client(base_url=live_app.url) as c:
+        data = {"username": "reader1", "password": PASSWORD, "csrf_token": "forged"}
+        for _ in range(10):
+            assert c.post("/login", data=data).status_code == 403
+    with browser(live_app.url) as c:
+        assert login(c, "reader1").status_code == 303
