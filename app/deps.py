@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from app.errors import Forbidden, NotAuthenticated
 from app.models import ApiToken, User, utcnow
 from app.security import same_token, token_digest
+from app.services import limits
 from app.services.accounts import sessions as login_sessions
 from app.settings import Settings
 
@@ -102,3 +103,19 @@ def get_admin_user(user: CurrentUser) -> User:
 
 
 AdminUser = Annotated[User, Depends(get_admin_user)]
+
+
+def generation_place(
+    request: Request, user: CurrentUser, seeds: str | None = None
+) -> Iterator[None]:
+    """A place in the bounded image-generation queue for the whole request (429 when the user
+    or the queue is at its limit, or `seeds` asks for more images than one request may)."""
+    from app.services.training.snapshots import count_seeds
+
+    if seeds is not None:
+        limits.check_image_count(request.app.state.settings, count_seeds(seeds))
+    with request.app.state.generation_queue.place(user.id):
+        yield
+
+
+GenerationPlace = Depends(generation_place)

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.db import make_engine, make_sessionmaker
 from app.errors import DomainError, NotAuthenticated, TooManyRequests
 from app.routes import auth, datasets, home, jobs, metrics, snapshots, studies, users, volumes
+from app.services import limits
 from app.services.evaluation.metric_monitor import MetricRunFollower
 from app.services.training.job_monitor import JobMonitor
 from app.settings import Settings, load_settings
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
+    app.state.generation_queue = limits.generation_queue(settings)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     _install_error_handlers(app)
 

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
-from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
+from app.deps import AdminUser, CurrentUser, GenerationPlace, SessionDep, SettingsDep
 from app.errors import InvalidInput, NotFound
 from app.presentation import metric_views
+from app.services import limits
 from app.services.training import jobs as jobs_svc
 from app.services.training import snapshots as svc
 from app.templating import render
@@ -77,7 +78,10 @@ def api_samples(session: SessionDep, user: CurrentUser, snapshot_id: int) -> Fil
     return FileResponse(snap.samples_path, media_type="image/png")
 
 
-@router.post("/api/snapshots/{snapshot_id}/generate")
+@router.post(
+    "/api/snapshots/{snapshot_id}/generate",
+    dependencies=[GenerationPlace],  # bounded queue, issue 16
+)
 def api_generate(
     session: SessionDep,
     settings: SettingsDep,
@@ -86,6 +90,7 @@ def api_generate(
     body: dict[str, Any] = Body(...),
 ) -> FileResponse:
     """{"seeds": "0-15", "trunc": 0.7, "class": null, "format": "png|png16|nifti"} → a zip."""
+    limits.check_image_count(settings, svc.count_seeds(str(body.get("seeds", "0-15"))))
     snap = svc.get_snapshot(session, snapshot_id)
     trunc, cls = body.get("trunc", 1.0), body.get("class")
     if isinstance(trunc, bool) or not isinstance(trunc, int | float):
@@ -99,7 +104,10 @@ def api_generate(
     return _zip_response(gen, snap)
 
 
-@router.get("/api/snapshots/{snapshot_id}/generate.zip")
+@router.get(
+    "/api/snapshots/{snapshot_id}/generate.zip",
+    dependencies=[GenerationPlace],  # bounded queue, issue 16
+)
 def api_generate_zip(
     session: SessionDep,
     settings: SettingsDep,
@@ -134,7 +142,10 @@ def snapshot_page(
     return _page(request, session, svc.get_snapshot(session, snapshot_id))
 
 
-@router.get("/snapshots/{snapshot_id}/generate")
+@router.get(
+    "/snapshots/{snapshot_id}/generate",
+    dependencies=[GenerationPlace],  # bounded queue, issue 16
+)
 def snapshot_generate(
     request: Request,
     session: SessionDep,
