@@ -34,6 +34,7 @@ class NetworkConfig:
     mbstd_group_size: int = 4
     mbstd_num_channels: int = 1
     conv_clamp: int | None = 256
+    d_mapping_layers: int = 8  # depth of D's label embedding (the reference's 8)
     bf16_min_res: int = 0  # 0 = all fp32; else layers at >= this resolution run in bf16 (CUDA)
 
     def generator_kwargs(self) -> dict[str, Any]:
@@ -61,6 +62,7 @@ class NetworkConfig:
             mbstd_num_channels=self.mbstd_num_channels,
             bf16_min_res=self.bf16_min_res,
             conv_clamp=self.conv_clamp,
+            mapping_layers=self.d_mapping_layers,
         )
 
 
@@ -137,7 +139,7 @@ class RunConfig:
         train = dict(d["train"])
         train["betas"] = tuple(train["betas"])
         return RunConfig(
-            network=NetworkConfig(**d["network"]),
+            network=NetworkConfig(**{"d_mapping_layers": 2, **d["network"]}),  # older: 2
             loss=LossConfig(**d["loss"]),
             augment=AugmentConfig(**{"pipe": "bgcfnc", **d["augment"]}),  # older runs: all
             train=TrainConfig(**train),

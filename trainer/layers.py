@@ -69,12 +69,13 @@ class Conv2dLayer(torch.nn.Module):
         self.weight_gain = ops.equalized_gain(in_channels * kernel_size * kernel_size)
         self.bias = torch.nn.Parameter(torch.zeros([out_channels])) if bias else None
 
-    def forward(self, x: Tensor, gain: float = 1.0, clamp: bool = False) -> Tensor:
-        """`gain` scales the output; `clamp=True` applies `conv_clamp` (for bf16 blocks)."""
+    def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
+        """`gain` scales the output; `conv_clamp` (times gain) limits it at every precision,
+        as in the reference."""
         w = self.weight * self.weight_gain
         f = self.resample_filter
         x = ops.conv2d_resample(x, w.to(x.dtype), f, self.up, self.down, self.padding)
-        limit = self.conv_clamp * gain if clamp and self.conv_clamp is not None else None
+        limit = self.conv_clamp * gain if self.conv_clamp is not None else None
         return ops.bias_act(x, self.bias, self.activation, gain=gain, clamp=limit)
 
 
@@ -135,7 +136,7 @@ class SynthesisLayer(torch.nn.Module):
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
 
     def forward(
-        self, x: Tensor, w: Tensor, noise_mode: str = "random", clamp: bool = False
+        self, x: Tensor, w: Tensor, noise_mode: str = "random"
     ) -> Tensor:  # [N, I, H, W] -> [N, O, R, R]
         x = self.conv(x, w)
         if self.use_noise and noise_mode != "none":
@@ -147,8 +148,7 @@ class SynthesisLayer(torch.nn.Module):
             else:
                 raise ValueError(f"unknown noise_mode {noise_mode!r}")
             x = x + (noise * self.noise_strength).to(x.dtype)
-        limit = self.conv_clamp if clamp else None
-        return ops.bias_act(x, self.bias, "lrelu", clamp=limit)
+        return ops.bias_act(x, self.bias, "lrelu", clamp=self.conv_clamp)
 
 
 class ToImage(torch.nn.Module):
@@ -162,13 +162,16 @@ class ToImage(torch.nn.Module):
         self.conv = ModulatedConv(in_channels, img_channels, w_dim, 1, demodulate=False)
         self.bias = torch.nn.Parameter(torch.zeros([img_channels]))
 
-    def forward(self, x: Tensor, w: Tensor, clamp: bool = False) -> Tensor:  # -> [N, C_img, R, R]
-        limit = self.conv_clamp if clamp else None
-        return ops.bias_act(self.conv(x, w), self.bias, clamp=limit)
+    def forward(self, x: Tensor, w: Tensor) -> Tensor:  # -> [N, C_img, R, R]
+        return ops.bias_act(self.conv(x, w), self.bias, clamp=self.conv_clamp)
 
 
 class MinibatchStd(torch.nn.Module):
-    """Append the std of features across groups of samples, so D can detect low variety."""
+    """Append the std of features across groups of samples, so D can detect low variety.
+
+    Groups are runs of consecutive samples (0..G-1, G..2G-1, ...), and a batch not divisible by
+    `group_size` uses the largest divisor of N below it. The reference groups strided samples
+    (i, i + N/G, ...) and refuses such a batch; with one group (N == G) both are the same."""
 
     def __init__(self, group_size: int = 4, num_channels: int = 1):
         super().__init__()

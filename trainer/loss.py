@@ -76,10 +76,15 @@ class StyleGAN2Loss:
         noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
         (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
         lengths = grads.square().sum(2).mean(1).sqrt()  # [n]
-        batch_mean = lengths.detach().mean().reshape(1)
-        all_reduce_mean_([batch_mean])  # keeps pl_mean identical on every rank
-        pl_mean = self.pl_mean.lerp(batch_mean[0], self.cfg.pl_decay)
-        self.pl_mean.copy_(pl_mean)
+        # As the reference, the gradient flows through the running mean too (not detached).
+        # Its value is the mean over all ranks, so pl_mean stays identical everywhere; the
+        # gradient goes through this rank's lengths (exactly the reference with one process).
+        local = lengths.mean()
+        everywhere = local.detach().reshape(1).clone()
+        all_reduce_mean_([everywhere])
+        batch_mean = local + (everywhere[0] - local.detach())
+        pl_mean = self.pl_mean.lerp(batch_mean, self.cfg.pl_decay)
+        self.pl_mean.copy_(pl_mean.detach())
         penalty = (lengths - pl_mean).square()
         loss = penalty * self.cfg.pl_weight
         (img[:, 0, 0, 0] * 0 + loss).mean().mul(gain).backward()

@@ -135,9 +135,9 @@ class SynthesisBlock(torch.nn.Module):
             if self.in_channels == 0:
                 x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
             else:
-                x = self.conv0(x, next(w_iter), noise_mode, clamp=use_bf16)
-            x = self.conv1(x, next(w_iter), noise_mode, clamp=use_bf16)
-            y = self.torgb(x, next(w_iter), clamp=use_bf16)
+                x = self.conv0(x, next(w_iter), noise_mode)
+            x = self.conv1(x, next(w_iter), noise_mode)
+            y = self.torgb(x, next(w_iter))
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter)
         img = y.float() if img is None else img + y.float()  # accumulate in fp32
@@ -260,10 +260,10 @@ class DiscriminatorBlock(torch.nn.Module):
         x = x.to(torch.bfloat16 if use_bf16 else torch.float32)
         with _precision(use_bf16, x):
             if self.in_channels == 0:
-                x = self.fromrgb(x, clamp=use_bf16)
+                x = self.fromrgb(x)
             y = self.skip(x, gain=math.sqrt(0.5))
-            x = self.conv0(x, clamp=use_bf16)
-            x = self.conv1(x, gain=math.sqrt(0.5), clamp=use_bf16)
+            x = self.conv0(x)
+            x = self.conv1(x, gain=math.sqrt(0.5))
             return y + x
 
 
@@ -278,6 +278,7 @@ class DiscriminatorEpilogue(torch.nn.Module):
         resolution: int = 4,
         mbstd_group_size: int = 4,
         mbstd_num_channels: int = 1,
+        conv_clamp: float | None = None,
     ):
         super().__init__()
         self.cmap_dim = cmap_dim
@@ -285,7 +286,7 @@ class DiscriminatorEpilogue(torch.nn.Module):
         if mbstd_num_channels > 0:
             self.mbstd = MinibatchStd(mbstd_group_size, mbstd_num_channels)
         conv_in = in_channels + mbstd_num_channels
-        self.conv = Conv2dLayer(conv_in, in_channels, 3, activation="lrelu")
+        self.conv = Conv2dLayer(conv_in, in_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
         self.fc = FullyConnected(in_channels * resolution**2, in_channels, activation="lrelu")
         self.out = FullyConnected(in_channels, cmap_dim if cmap_dim > 0 else 1)
 
@@ -315,7 +316,9 @@ class Discriminator(torch.nn.Module):
         cmap_dim: int | None = None,
         bf16_min_res: int = 0,
         conv_clamp: float | None = 256,
+        mapping_layers: int = 8,
     ):
+        """`mapping_layers`: depth of the label embedding (the reference's default, 8)."""
         init_kwargs = constructor_args(locals())
         super().__init__()
         self.init_kwargs = init_kwargs
@@ -339,9 +342,11 @@ class Discriminator(torch.nn.Module):
         self.cmap_dim = 0
         if c_dim > 0:
             self.cmap_dim = ch(4) if cmap_dim is None else cmap_dim
-            self.mapping = MappingNetwork(0, c_dim, self.cmap_dim, None, w_avg_beta=None)
+            self.mapping = MappingNetwork(
+                0, c_dim, self.cmap_dim, None, num_layers=mapping_layers, w_avg_beta=None
+            )
         self.epilogue = DiscriminatorEpilogue(
-            ch(4), self.cmap_dim, 4, mbstd_group_size, mbstd_num_channels
+            ch(4), self.cmap_dim, 4, mbstd_group_size, mbstd_num_channels, conv_clamp
         )
 
     def forward(self, img: Tensor, c: Tensor | None = None) -> Tensor:

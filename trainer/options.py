@@ -81,6 +81,7 @@ def config_from_args(
         channel_base=_pick(args.cbase, pv["channel_base"]),
         channel_max=_pick(args.cmax, pv["channel_max"]),
         mbstd_group_size=_pick(args.mbstd_group, pv["mbstd_group_size"]),
+        d_mapping_layers=_pick(getattr(args, "dmap", None), 8),
         bf16_min_res=default_bf16_min_res(res, args.bf16, cuda),
     )
     if args.zdim is not None:
@@ -145,6 +146,7 @@ def resume_config(saved: dict, args: argparse.Namespace, ignored: list[str]) -> 
         "cbase",
         "cmax",
         "map",
+        "dmap",
         "lr",
         "ema",
         "ada_kimg",
@@ -178,6 +180,7 @@ def check_finetune(saved: dict, cfg: RunConfig) -> RunConfig:
         channel_max=g["channel_max"],
         mbstd_group_size=d["mbstd_group_size"],
         mbstd_num_channels=d["mbstd_num_channels"],
+        d_mapping_layers=d.get("mapping_layers", 2),
         conv_clamp=g["conv_clamp"],
     )
     return dataclasses.replace(cfg, network=net)

@@ -46,6 +46,7 @@ def _add_train(sub) -> None:
     a("--cbase", type=int, help="channel base (channels = min(cbase / res, cmax))")
     a("--cmax", type=int, help="maximum channels per layer")
     a("--map", type=int, help="mapping network depth")
+    a("--dmap", type=int, help="depth of D's label embedding, conditional runs (default 8)")
     a("--zdim", type=int, help="z and w dimensionality (default 512; small for tests)")
     a("--mbstd-group", type=int, help="minibatch-std group size (default min(batch, 4))")
     a("--lr", type=float, help="Adam learning rate")

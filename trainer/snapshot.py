@@ -127,7 +127,10 @@ def build_network(entry: dict[str, Any], kind: str, device: str | torch.device =
     from trainer.networks import Discriminator, Generator
 
     cls = {"G": Generator, "D": Discriminator}[kind]
-    net = cls(**entry["init_kwargs"])
+    kwargs = dict(entry["init_kwargs"])
+    if kind == "D":
+        kwargs.setdefault("mapping_layers", 2)  # snapshots from before it was configurable
+    net = cls(**kwargs)
     net.load_state_dict(entry["state_dict"])
     return net.to(device).eval().requires_grad_(False)
 

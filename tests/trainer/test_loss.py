@@ -193,3 +193,23 @@ def test_lazy_regularisation_corrects_adam():
     assert group["lr"] == pytest.approx(0.0025 * 16 / 17)
     assert group["betas"] == pytest.approx((0.0, 0.99 ** (16 / 17)))
     assert lazy_adam(p, 0.1, (0.5, 0.9), 1e-8, None).param_groups[0]["lr"] == 0.1
+
+
+def test_path_length_gradient_flows_through_the_running_mean_as_in_the_reference():
+    G, D, loss = _linear_loss(pl_weight=2.0, pl_decay=0.5, pl_batch_shrink=1)
+    loss.pl_mean.fill_(0.3)
+    G.requires_grad_(True)
+    z = torch.randn(4, 4)
+    torch.manual_seed(6)
+    loss.g_pl(z, None, gain=1.0)
+    got = G.synthesis.V.grad.clone()
+    torch.manual_seed(6)
+    y = torch.randn(4, 1, R, R) / math.sqrt(R * R)
+    V = G.synthesis.V.detach().clone().requires_grad_(True)
+    lengths = (y.flatten(1) @ V.t()).square().sum(1).sqrt()
+    for detach, close in ((False, True), (True, False)):
+        mean = lengths.mean().detach() if detach else lengths.mean()
+        pl_mean = torch.tensor(0.3).lerp(mean, 0.5)
+        penalty = ((lengths - pl_mean).square() * 2.0).mean()
+        (gv,) = torch.autograd.grad(penalty, V, retain_graph=True)
+        assert torch.allclose(got, gv, rtol=1e-4, atol=1e-6) == close

@@ -213,3 +213,37 @@ def test_equalized_layers_keep_unit_variance_at_init():
     assert abs(out.std().item() - 1) < 0.1
     down = Conv2dLayer(64, 64, 3, down=2)
     assert down(torch.randn(4, 64, 12, 12)).shape == (4, 64, 6, 6)
+
+
+def test_conv_clamp_limits_every_layer_in_fp32_as_the_reference():
+    from trainer.layers import SynthesisLayer, ToImage
+
+    torch.manual_seed(5)
+    G, D = tiny_g(16, conv_clamp=0.05), tiny_d(16, conv_clamp=0.05)
+    seen = []
+
+    def hook(module, args, out):
+        seen.append((type(module).__name__, out.abs().max().item()))
+
+    for m in [*G.modules(), *D.modules()]:
+        if isinstance(m, SynthesisLayer | ToImage | Conv2dLayer) and m.conv_clamp is not None:
+            m.register_forward_hook(hook)
+    D(G(torch.randn(4, 16)))
+    names = {n for n, _ in seen}
+    assert names == {"SynthesisLayer", "ToImage", "Conv2dLayer"}
+    assert D.epilogue.conv.conv_clamp == 0.05  # the epilogue conv clamps too
+    assert max(v for _, v in seen) <= 0.05 + 1e-7
+
+
+def test_conditional_discriminator_embeds_labels_with_eight_layers_by_default():
+    assert len(tiny_d(8, c_dim=2).mapping.layers) == 8
+    assert len(tiny_d(8, c_dim=2, mapping_layers=2).mapping.layers) == 2
+
+
+def test_old_discriminator_snapshots_keep_their_two_layer_embedding():
+    from trainer.snapshot import build_network, module_state
+
+    D = tiny_d(8, c_dim=2, mapping_layers=2)
+    entry = module_state(D)
+    entry["init_kwargs"].pop("mapping_layers")  # as written before it was configurable
+    assert len(build_network(entry, "D").mapping.layers) == 2
