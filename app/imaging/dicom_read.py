@@ -72,6 +72,11 @@ def scan(files: list[tuple[str, Path]], ct_only: bool = True) -> Scan:
             out.skipped.append({"file": shown, "reason": "a DICOMDIR index, not an image"})
         elif sop == SEG:
             out.segs.append((shown, path))
+        elif "PixelData" not in ds and sop in (CT, ENHANCED_CT):
+            series = out.series.setdefault(str(ds.get("SeriesInstanceUID", "")), Series("", ds))
+            series.refusal = (
+                series.refusal or f"{shown}: unreadable pixel data (missing or cut off)"
+            )
         elif "PixelData" not in ds:
             out.skipped.append({"file": shown, "reason": "no pixel data (not an image)"})
         else:

@@ -109,7 +109,10 @@ def _scan_source(
     elif source.is_file() and nifti_ingest.is_dicom_file(source):
         files, non_dicom = [(source.name, source)], []
     else:
-        raise InvalidInput(f"{name} is neither a DICOM folder nor a zip of one")
+        raise InvalidVolume(
+            f"{name}: only .nii and .nii.gz files, a .zip of a DICOM folder, or DICOM files "
+            "are accepted"
+        )
     found = scan(files)
     done.non_dicom = len(non_dicom)
     done.skipped += [{"file": m, "reason": "not a DICOM file"} for m in non_dicom[:MAX_LISTED]]
@@ -125,7 +128,8 @@ def _plans(found: Scan, done: DicomIngest) -> list[tuple[Series, Plan]]:
         try:
             usable.append((series, plan_series(series)))
         except InvalidVolume as exc:
-            shown = series.frames[0].file if series.frames else "a series"
+            named = (f.file for f in series.frames if f.file in exc.detail)
+            shown = next(named, series.frames[0].file if series.frames else "a series")
             done.skipped.append({"file": shown, "reason": exc.detail})
     if found.segs:
         done.skipped += [{"file": s, "reason": "a DICOM SEG: send it in the mask field"}
@@ -183,7 +187,8 @@ def _skip_duplicate(done: DicomIngest, plan: Plan, existing: Volume) -> None:
 def _mask(stack, settings, mask, src, plan, work, done):
     """The mask source on the series' grid: a NIfTI file, or DICOM structures / SEG."""
     path, shown = mask
-    if path.is_file() and nifti_stem(shown or path.name):
+    shown = shown if shown and nifti_stem(shown) else path.name if nifti_stem(path.name) else shown
+    if path.is_file() and nifti_stem(shown or ""):
         m = stack.enter_context(
             open_nifti(path, settings.tmp_dir, shown, settings.max_decompressed_bytes)
         )

@@ -1,4 +1,8 @@
-"""Receiving a volume upload: multipart streamed straight to disk, size-limited, safely named."""
+"""Receiving a volume upload: multipart streamed straight to disk, size-limited, safely named.
+
+The `file` field is a NIfTI volume, a .zip of a DICOM folder, or several DICOM files (a
+multi-file selection; then they are staged in one folder); `mask` is one NIfTI, zip or SEG.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +42,22 @@ def safe_filename(name: str) -> str:
     return clean
 
 
+def upload_name(name: str) -> str:
+    """A safe name for a staged part: NIfTI names as safe_filename, others (zip, DICOM) cleaned.
+
+    A browser folder selection may send 'folder/IM0001': only the last component is kept.
+    """
+    if nifti_stem(name) is not None:
+        return safe_filename(name)
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    clean = _UNSAFE.sub("_", unicodedata.normalize("NFKC", base)).strip("_.")[:200]
+    return clean or "upload"
+
+
+def is_nifti_or_zip(name: str) -> bool:
+    return nifti_stem(name) is not None or name.lower().endswith(".zip")
+
+
 def limit_message(limit: int) -> str:
     size = f"{limit / 1024**2:,.1f} MiB"
     return f"upload is larger than the limit of {size} (MEDSYNTH_MAX_UPLOAD_BYTES)"
@@ -49,6 +69,13 @@ class StagedUpload:
 
     folder: Path
     files: dict[str, tuple[Path, str]] = field(default_factory=dict)  # field → (path, name)
+    parts: dict[str, int] = field(default_factory=dict)  # field → number of parts received
+
+    @property
+    def is_dicom(self) -> bool:
+        """A zip or several DICOM files in `file`, rather than one NIfTI volume."""
+        path, name = self.files["file"]
+        return path.is_dir() or nifti_stem(name) is None
 
     def path(self, name: str) -> Path | None:
         return self.files[name][0] if name in self.files else None
@@ -98,13 +125,28 @@ class _Writer:
             return  # a plain form field (e.g. csrf_token): ignored
         if field_name not in FILE_FIELDS:
             raise InvalidInput(f"unexpected file field {field_name!r}; send 'file' and 'mask'")
-        if field_name in self.staged.files:
-            raise InvalidInput(f"more than one {field_name!r} file in the upload")
-        name = safe_filename(params[b"filename"].decode("utf-8", "replace"))
-        path = self.staged.folder / field_name / name
-        path.parent.mkdir()
-        self.staged.files[field_name] = (path, name)
+        name = upload_name(params[b"filename"].decode("utf-8", "replace"))
+        count = self.staged.parts.get(field_name, 0)
+        if count and (field_name == "mask" or is_nifti_or_zip(name) or self._single()):
+            raise InvalidInput(
+                f"more than one {field_name!r} file in the upload; several files are accepted "
+                "only as DICOM slices (otherwise send one .nii, .nii.gz or .zip)"
+            )
+        self.staged.parts[field_name] = count + 1
+        folder = self.staged.folder / field_name
+        folder.mkdir(exist_ok=True)
+        if count == 1:  # a second DICOM slice: the field now names the folder
+            self.staged.files[field_name] = (folder, "DICOM files")
+        path = folder / (f"{count:05d}-{name}" if count else name)
+        if not count:
+            self.staged.files[field_name] = (path, name)
         self.handle = open(path, "wb")  # noqa: SIM115 - closed in end()/close()
+
+    def _single(self) -> bool:
+        """The first `file` part was a NIfTI or zip, which cannot be one of several."""
+        return (
+            is_nifti_or_zip(self.staged.files["file"][1]) if "file" in self.staged.files else False
+        )
 
     async def data(self, chunk: bytes) -> None:
         if self.handle is None:
@@ -153,7 +195,9 @@ async def receive_upload(
         await _handle(writer, parts)
         writer.close()
         if "file" not in staged.files:
-            raise InvalidInput("the upload has no 'file' part (a .nii or .nii.gz volume)")
+            raise InvalidInput(
+                "the upload has no 'file' part (a .nii or .nii.gz volume, or a .zip of DICOM)"
+            )
         return staged
     except BaseException as exc:
         writer.close()
