@@ -343,6 +343,8 @@ class Study(Base):
     n_fake: Mapped[int]
     truncation: Mapped[float] = mapped_column(default=1.0)
     label: Mapped[int | None] = mapped_column(default=None)  # class for conditional generators
+    # per-class image counts of a study that mixes classes: {"0": {"real": n, "fake": n}, ...}
+    class_mix: Mapped[dict | None] = mapped_column(JSON, default=None)
     rate_usable: Mapped[bool] = mapped_column(default=False)
     seed: Mapped[int]  # first generator seed; synthetic images use seed .. seed + n_fake - 1
     state: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
@@ -368,6 +370,7 @@ class StudyImage(Base):
     synthetic: Mapped[bool]
     source: Mapped[str] = mapped_column(String(255))  # "seed 123" or the zip member name
     held_out: Mapped[bool] = mapped_column(default=False)  # real image not in the training set
+    label: Mapped[int | None] = mapped_column(default=None)  # 0 normal, 1 tumour (None: unknown)
     path: Mapped[str] = mapped_column(Text)  # the blinded PNG under data/studies/ID/
     sha256: Mapped[str] = mapped_column(String(64))
 

@@ -13,6 +13,7 @@ from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from app.errors import InvalidInput, NotFound
 from app.models import DatasetVersion, Snapshot
 from app.presentation import charts, metric_views
+from app.services.studies.blinding import guard as blind
 from app.services.training import job_runner
 from app.services.training import jobs as svc
 from app.services.training.job_monitor import JobMonitor
@@ -89,7 +90,7 @@ def api_stats(session: SessionDep, user: CurrentUser, job_id: int) -> list[dict]
     return job_runner.read_all_stats(svc.get_job(session, job_id).run_dir)
 
 
-@router.get("/api/jobs/{job_id}/samples/latest.png")
+@router.get("/api/jobs/{job_id}/samples/latest.png", dependencies=[blind("job")])
 def api_latest_samples(session: SessionDep, user: CurrentUser, job_id: int) -> FileResponse:
     grid = job_runner.latest_samples(svc.get_job(session, job_id).run_dir)
     if grid is None:
@@ -195,7 +196,7 @@ def _job_page(request: Request, session: SessionDep, job_id: int) -> Response:
     return render(request, "jobs/detail.html", ctx, block="progress")
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", dependencies=[blind("job")])
 def job_page(request: Request, session: SessionDep, user: CurrentUser, job_id: int) -> Response:
     return _job_page(request, session, job_id)
 

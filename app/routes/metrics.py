@@ -12,6 +12,7 @@ from app.errors import InvalidInput
 from app.presentation import metric_views as views
 from app.services.evaluation import metric_pairs
 from app.services.evaluation import metric_runs as svc
+from app.services.studies.blinding import guard as blind
 from app.services.training.snapshots import get_snapshot
 from app.templating import is_htmx, render
 
@@ -59,7 +60,7 @@ def api_cancel(session: SessionDep, admin: AdminUser, run_id: int) -> JSONRespon
     return JSONResponse(out, status_code=202 if out["cancelling"] else 200)
 
 
-@router.get("/api/metric-runs/{run_id}/pairs/{k}/{which}.png")
+@router.get("/api/metric-runs/{run_id}/pairs/{k}/{which}.png", dependencies=[blind("metric_run")])
 def api_pair_image(
     session: SessionDep, settings: SettingsDep, user: CurrentUser, run_id: int, k: int, which: str
 ) -> FileResponse:
@@ -86,7 +87,7 @@ def _panel(
     return response
 
 
-@router.get("/snapshots/{snapshot_id}/metrics")
+@router.get("/snapshots/{snapshot_id}/metrics", dependencies=[blind("snapshot")])
 def panel(
     request: Request, session: SessionDep, user: CurrentUser, snapshot_id: int, part: str = ""
 ) -> Response:

@@ -14,6 +14,7 @@ from app.deps import AdminUser, CurrentUser, GenerationPlace, SessionDep, Settin
 from app.errors import InvalidInput, NotFound
 from app.presentation import metric_views
 from app.services import limits
+from app.services.studies.blinding import guard as blind
 from app.services.training import jobs as jobs_svc
 from app.services.training import snapshots as svc
 from app.templating import render
@@ -70,7 +71,7 @@ def api_download(session: SessionDep, admin: AdminUser, snapshot_id: int) -> Fil
     return FileResponse(path, media_type="application/octet-stream", filename=path.name)
 
 
-@router.get("/api/snapshots/{snapshot_id}/samples.png")
+@router.get("/api/snapshots/{snapshot_id}/samples.png", dependencies=[blind("snapshot")])
 def api_samples(session: SessionDep, user: CurrentUser, snapshot_id: int) -> FileResponse:
     snap = svc.get_snapshot(session, snapshot_id)
     if not snap.samples_path or not Path(snap.samples_path).is_file():
@@ -80,7 +81,7 @@ def api_samples(session: SessionDep, user: CurrentUser, snapshot_id: int) -> Fil
 
 @router.post(
     "/api/snapshots/{snapshot_id}/generate",
-    dependencies=[GenerationPlace],  # bounded queue, issue 16
+    dependencies=[blind("snapshot"), GenerationPlace],  # bounded queue, issue 16
 )
 def api_generate(
     session: SessionDep,
@@ -106,7 +107,7 @@ def api_generate(
 
 @router.get(
     "/api/snapshots/{snapshot_id}/generate.zip",
-    dependencies=[GenerationPlace],  # bounded queue, issue 16
+    dependencies=[blind("snapshot"), GenerationPlace],  # bounded queue, issue 16
 )
 def api_generate_zip(
     session: SessionDep,
@@ -135,7 +136,7 @@ def _page(
     return render(request, "snapshots/detail.html", ctx, block="generated")
 
 
-@router.get("/snapshots/{snapshot_id}")
+@router.get("/snapshots/{snapshot_id}", dependencies=[blind("snapshot")])
 def snapshot_page(
     request: Request, session: SessionDep, user: CurrentUser, snapshot_id: int
 ) -> Response:
@@ -144,7 +145,7 @@ def snapshot_page(
 
 @router.get(
     "/snapshots/{snapshot_id}/generate",
-    dependencies=[GenerationPlace],  # bounded queue, issue 16
+    dependencies=[blind("snapshot"), GenerationPlace],  # bounded queue, issue 16
 )
 def snapshot_generate(
     request: Request,
@@ -167,6 +168,6 @@ def snapshot_generate(
     return _page(request, session, snap, extra)
 
 
-@router.get("/snapshots/generated/{token}/{name}")
+@router.get("/snapshots/generated/{token}/{name}", dependencies=[blind("generated")])
 def generated_image(settings: SettingsDep, user: CurrentUser, token: str, name: str) -> Response:
     return FileResponse(svc.generated_file(settings, token, name), media_type="image/png")

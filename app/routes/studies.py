@@ -6,42 +6,31 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from app.errors import DomainError, InvalidInput
-from app.models import DatasetVersion, Job, Snapshot, User
+from app.models import DatasetVersion, User
+from app.presentation.study_charts import roc_svg
+from app.schemas.studies import (
+    AnswerIn,
+    AnswerOut,
+    NextOut,
+    ReaderStudyOut,
+    ResultsOut,
+    StudyIn,
+    StudyOut,
+)
+from app.services.studies import form as study_form
 from app.services.studies import manage as svc
 from app.services.studies import reading
 from app.services.studies import results as study_results
-from app.templating import render
+from app.templating import is_htmx, render
 
 router = APIRouter()
 
 # The same headers for every study image, whatever its class: no name, no validators.
 IMAGE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-
-
-class StudyIn(BaseModel):
-    snapshot_id: int
-    dataset_id: int
-    n_real: int = Field(ge=1)
-    n_fake: int = Field(ge=1)
-    readers: list[str | int]
-    truncation: float = 1.0
-    rate_usable: bool = False
-    name: str = ""
-    holdout_dataset_id: int | None = None
-    label: int | None = None
-
-
-class AnswerIn(BaseModel):
-    trial: str
-    rating: int = Field(ge=1, le=5)
-    usable: bool | None = None
-    comment: str = ""
-    client_ms: int | None = None
 
 
 def _image(data: bytes) -> Response:
@@ -51,19 +40,18 @@ def _image(data: bytes) -> Response:
 # --- JSON ----------------------------------------------------------------------------------------
 
 
-@router.post("/api/studies", status_code=201)
+@router.post("/api/studies", status_code=201, response_model=StudyOut)
 def api_create(session: SessionDep, settings: SettingsDep, admin: AdminUser, body: StudyIn) -> dict:
     study = svc.create_study(session, settings, admin, svc.StudyRequest(**body.model_dump()))
-    session.commit()
     return svc.study_summary(session, study)
 
 
-@router.get("/api/studies")
+@router.get("/api/studies", response_model=list[StudyOut] | list[ReaderStudyOut])
 def api_list(session: SessionDep, user: CurrentUser) -> list[dict]:
     return svc.list_studies(session, user)
 
 
-@router.get("/api/studies/{study_id}")
+@router.get("/api/studies/{study_id}", response_model=StudyOut | ReaderStudyOut)
 def api_get(session: SessionDep, user: CurrentUser, study_id: int) -> dict:
     study = svc.get_study(session, study_id)
     if user.is_admin:
@@ -71,29 +59,27 @@ def api_get(session: SessionDep, user: CurrentUser, study_id: int) -> dict:
     return svc.reader_summary(session, svc.reader_of(session, study, user))
 
 
-@router.get("/api/studies/{study_id}/next", response_model=None)
-def api_next(session: SessionDep, user: CurrentUser, study_id: int) -> dict | Response:
+@router.get(
+    "/api/studies/{study_id}/next",
+    response_model=NextOut | None,
+    responses={204: {"description": "every image answered"}},
+)
+def api_next(session: SessionDep, user: CurrentUser, study_id: int) -> NextOut | Response:
     nxt = reading.next_trial(session, study_id, user)
-    session.commit()
     if nxt.token is None:
         return Response(status_code=204)
-    return {
-        "trial": nxt.token,
-        "image": nxt.image_url,
-        "answered": nxt.answered,
-        "total": nxt.total,
-    }
+    return NextOut(trial=nxt.token, image=nxt.image_url or "", answered=nxt.answered,
+                   total=nxt.total)  # fmt: skip
 
 
-@router.post("/api/studies/{study_id}/answers")
-def api_answer(session: SessionDep, user: CurrentUser, study_id: int, body: AnswerIn) -> dict:
+@router.post("/api/studies/{study_id}/answers", response_model=AnswerOut)
+def api_answer(session: SessionDep, user: CurrentUser, study_id: int, body: AnswerIn) -> AnswerOut:
     reading.answer(session, study_id, user, body.trial, body.rating, body.usable, body.comment,
                    body.client_ms)  # fmt: skip
-    session.commit()
-    return {"trial": body.trial, "recorded": True}
+    return AnswerOut(trial=body.trial, recorded=True)
 
 
-@router.get("/api/studies/{study_id}/results")
+@router.get("/api/studies/{study_id}/results", response_model=ResultsOut)
 def api_results(session: SessionDep, user: CurrentUser, study_id: int) -> dict:
     return study_results.results(session, study_id, user)
 
@@ -105,17 +91,15 @@ def api_csv(session: SessionDep, admin: AdminUser, study_id: int) -> Response:
     return Response(text, media_type="text/csv", headers={"Content-Disposition": disposition})
 
 
-@router.post("/api/studies/{study_id}/close")
+@router.post("/api/studies/{study_id}/close", response_model=StudyOut)
 def api_close(session: SessionDep, admin: AdminUser, study_id: int) -> dict:
     study = svc.close_study(session, study_id, admin)
-    session.commit()
     return svc.study_summary(session, study)
 
 
-@router.post("/api/studies/{study_id}/readers/{username}/remove")
+@router.post("/api/studies/{study_id}/readers/{username}/remove", response_model=StudyOut)
 def api_remove_reader(session: SessionDep, admin: AdminUser, study_id: int, username: str) -> dict:
     svc.remove_reader(session, study_id, username, admin)
-    session.commit()
     return svc.study_summary(session, svc.get_study(session, study_id))
 
 
@@ -135,33 +119,43 @@ def admin_image(session: SessionDep, admin: AdminUser, study_id: int, image_id: 
 # --- pages ---------------------------------------------------------------------------------------
 
 
-def _form_choices(session) -> dict:
-    snaps = session.execute(
-        select(Snapshot, Job).join(Job, Snapshot.job_id == Job.id).order_by(Snapshot.id.desc())
-    ).all()
+def _form_context(session, snapshot_id: int | None = None, real_id: int | None = None) -> dict:
+    """The new-study form: choices, and defaults that fit the chosen snapshot."""
+    d = study_form.defaults(session, snapshot_id, real_id)
     return {
-        "snapshots": [
-            {
-                "id": s.id,
-                "kimg": s.kimg,
-                "job": j.id,
-                "dataset_id": j.dataset_id,
-                "resolution": j.resolution,
-            }
-            for s, j in snaps
-        ],  # fmt: skip
+        "snapshots": study_form.snapshot_choices(session),
         "datasets": session.scalars(select(DatasetVersion).order_by(DatasetVersion.id.desc())),
         "reviewers": session.scalars(
             select(User).where(User.role == "reviewer", User.is_active).order_by(User.username)
         ),
+        "defaults": d,
     }
 
 
 def _list_page(request: Request, session, user: User, status: int = 200, **ctx) -> Response:
-    ctx = {"studies": svc.list_studies(session, user), "nav": "studies", "form": {}, **ctx}
+    ctx = {"studies": svc.list_studies(session, user), "nav": "studies", **ctx}
     if user.is_admin:
-        ctx.update(_form_choices(session))
+        form_ctx = _form_context(session, ctx.get("form", {}).get("snapshot_id"))
+        ctx = {**form_ctx, **ctx}
+        ctx.setdefault("form", form_ctx["defaults"].values())
     return render(request, "studies/list.html", ctx, status_code=status)
+
+
+@router.get("/studies/form")
+def form_partial(
+    request: Request,
+    session: SessionDep,
+    admin: AdminUser,
+    snapshot_id: int | None = None,
+    holdout_dataset_id: str = "",
+) -> Response:
+    """The form re-filled for another snapshot or real source (htmx swaps the fields)."""
+    real = int(holdout_dataset_id) if holdout_dataset_id.isdigit() else None
+    ctx = _form_context(session, snapshot_id, real)
+    ctx |= {"form": ctx["defaults"].values(), "nav": "studies", "studies": []}
+    if not is_htmx(request):
+        return RedirectResponse("/studies", status_code=303)
+    return render(request, "studies/list.html", ctx, block="study_form")
 
 
 @router.get("/studies")
@@ -188,13 +182,12 @@ def create_form(
 ) -> Response:
     try:
         holdout = int(holdout_dataset_id) if holdout_dataset_id else None
-        cls = int(label) if label != "" else None
+        mix = True if label == "mix" else None
+        cls = int(label) if label not in ("", "mix") else None
         req = svc.StudyRequest(snapshot_id, dataset_id, n_real, n_fake, list(readers),
-                               truncation, rate_usable, name, holdout, cls)  # fmt: skip
+                               truncation, rate_usable, name, holdout, cls, mix)  # fmt: skip
         study = svc.create_study(session, settings, admin, req)
-        session.commit()
     except (DomainError, ValueError) as exc:
-        session.rollback()
         detail = exc.detail if isinstance(exc, DomainError) else "holdout and label are numbers"
         status = exc.status_code if isinstance(exc, DomainError) else InvalidInput.status_code
         form = {"name": name, "snapshot_id": snapshot_id, "dataset_id": dataset_id,
@@ -208,13 +201,11 @@ def create_form(
 @router.post("/studies/{study_id}/close")
 def close_form(session: SessionDep, admin: AdminUser, study_id: int) -> Response:
     svc.close_study(session, study_id, admin)
-    session.commit()
     return RedirectResponse("/studies", status_code=303)
 
 
 def _read_page(request: Request, session, user: User, study_id: int) -> Response:
     nxt = reading.next_trial(session, study_id, user)
-    session.commit()
     response = render(request, "studies/read.html", {"next": nxt}, block="trial")
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -239,7 +230,6 @@ def read_answer(
 ) -> Response:
     """Record the answer, then show the next image (the htmx swap replaces only the trial)."""
     reading.answer(session, study_id, user, trial, rating, usable, comment, client_ms)
-    session.commit()
     return _read_page(request, session, user, study_id)
 
 
@@ -248,4 +238,6 @@ def results_page(
     request: Request, session: SessionDep, user: CurrentUser, study_id: int
 ) -> Response:
     data = study_results.results(session, study_id, user)
-    return render(request, "studies/results.html", {"r": data, "nav": "studies"})
+    st = data["statistics"]
+    roc = roc_svg(st["roc"], st["pooled"]["auc"])
+    return render(request, "studies/results.html", {"r": data, "roc": roc, "nav": "studies"})

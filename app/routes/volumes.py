@@ -21,6 +21,7 @@ from app.services.curation import reviews as rv
 from app.services.curation import volumes as vs
 from app.services.curation.ingest import ingest_file
 from app.services.curation.uploads import receive_upload
+from app.services.studies.blinding import guard as blind
 from app.templating import is_htmx, render
 
 router = APIRouter()
@@ -115,7 +116,7 @@ def api_slices(volume_id: int, session: SessionDep, user: CurrentUser) -> list[d
     return out
 
 
-@router.get("/api/volumes/{volume_id}/slices/{index}.png")
+@router.get("/api/volumes/{volume_id}/slices/{index}.png", dependencies=[blind("volume")])
 def api_slice_png(
     volume_id: int,
     index: int,
@@ -214,7 +215,7 @@ def _viewer_context(session, volume: Volume, index: int, window, overlay: bool) 
     }
 
 
-@router.get("/volumes/{volume_id}")
+@router.get("/volumes/{volume_id}", dependencies=[blind("volume")])
 def viewer_page(
     request: Request,
     volume_id: int,

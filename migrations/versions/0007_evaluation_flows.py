@@ -7,8 +7,8 @@ Create Date: 2026-12-01 10:00:00.000000
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -17,8 +17,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    # the class of each study image (0 normal, 1 tumour; None when unknown), for results by
+    # class, and a study's per-class counts when it mixes classes of a conditional generator
+    with op.batch_alter_table("study_images") as batch:
+        batch.add_column(sa.Column("label", sa.Integer(), nullable=True))
+    with op.batch_alter_table("studies") as batch:
+        batch.add_column(sa.Column("class_mix", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("studies") as batch:
+        batch.drop_column("class_mix")
+    with op.batch_alter_table("study_images") as batch:
+        batch.drop_column("label")

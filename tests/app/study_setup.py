@@ -74,12 +74,23 @@ def _items(session, ds: DatasetVersion, volume: Volume, slices: range, admin: Us
         session.add(item)
 
 
+def _volume(session, name: str = "v") -> Volume:
+    volume = Volume(name=name, source_path="-", source_sha256="0" * 64, cache_path="-",
+                    shape=[16, 16, 32], spacing=[1, 1, 1], affine=[], hu_min=-1000,
+                    hu_max=1000)  # fmt: skip
+    session.add(volume)
+    session.flush()
+    return volume
+
+
 def add_world(sessions, data_dir: Path, tiny: TinyRun, job_resolution: int = RES,
-              holdout: bool = False) -> World:  # fmt: skip
+              holdout: bool = False, other_patients: bool = False,
+              cond: bool = False) -> World:  # fmt: skip
     """A dataset version (the zip the snapshot was trained on), its job and the snapshot row.
 
-    With `holdout`, a second version whose slices 8..23 overlap the training slices 0..15, so
-    8 of its 16 images are held out from training.
+    With `holdout`, a second version whose slices 8..23 overlap the training slices 0..15 of
+    the same volume (patient); with `other_patients`, a second version of another volume: a
+    held-out version as a patient-level split makes it.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     zip_path = data_dir / "train.zip"
@@ -88,22 +99,20 @@ def add_world(sessions, data_dir: Path, tiny: TinyRun, job_resolution: int = RES
         admin = session.scalar(select(User).where(User.username == "admin"))
         ds = _dataset(session, "train", zip_path, N_IMAGES)
         job = Job(dataset_id=ds.id, resolution=job_resolution, total_kimg=0.02, state="completed",
-                  run_dir=str(tiny.snapshot_path.parent))  # fmt: skip
+                  run_dir=str(tiny.snapshot_path.parent), options={"cond": cond})  # fmt: skip
         session.add(job)
         session.flush()
         snap = Snapshot(job_id=job.id, kimg=0, path=str(tiny.snapshot_path))
         session.add(snap)
         holdout_id = None
-        if holdout:
-            volume = Volume(name="v", source_path="-", source_sha256="0" * 64, cache_path="-",
-                            shape=[16, 16, 32], spacing=[1, 1, 1], affine=[], hu_min=-1000,
-                            hu_max=1000)  # fmt: skip
-            session.add(volume)
-            session.flush()
+        if holdout or other_patients:
+            volume = _volume(session)
             _items(session, ds, volume, range(0, 16), admin)
             other_zip = Path(phantom_zip(data_dir / "other.zip", n=N_IMAGES, res=RES, seed=2))
             other = _dataset(session, "other", other_zip, N_IMAGES)
-            _items(session, other, volume, range(8, 24), admin)
+            second = _volume(session, "w") if other_patients else volume
+            _items(session, other, second, range(0, 16) if other_patients else range(8, 24),
+                   admin)  # fmt: skip
             holdout_id = other.id
         session.flush()
         return World(ds.id, snap.id, holdout_id)

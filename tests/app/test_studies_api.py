@@ -7,6 +7,7 @@ import io
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
@@ -47,8 +48,10 @@ def test_study_is_created_read_to_the_end_and_scored(live_app, admin, tiny_run, 
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     for synthetic, source, path in images.values():
         if synthetic:
-            expected = Image.open(out / f"seed{int(source.split()[1]):04d}.png")
-            assert Image.open(path).tobytes() == expected.tobytes()
+            expected = np.asarray(Image.open(out / f"seed{int(source.split()[1]):04d}.png"))
+            shown = np.asarray(Image.open(path))  # the study's one-pixel crop (images.py)
+            crops = [expected[y : y + 15, x : x + 15] for y in (0, 1) for x in (0, 1)]
+            assert any(np.array_equal(shown, c) for c in crops)
 
     orders = {}
     for name in ("reader1", "reader2"):
@@ -143,7 +146,8 @@ def test_invalid_studies_are_refused_before_anything_is_written(
     with session_scope(live_app.sessions) as session:
         session.get(Snapshot, world.snapshot_id).path = str(broken)
     r = admin.post("/api/studies", json=base)
-    assert r.status_code == 422 and "could not generate" in r.json()["detail"]
+    assert r.status_code == 422 and "could not make" in r.json()["detail"]
+    assert "--" not in r.json()["detail"]  # no trainer command-line wording
     with session_scope(live_app.sessions) as session:
         assert session.scalar(select(func.count(Study.id))) == 0
     studies = live_app.settings.data_dir / "studies"
@@ -176,21 +180,32 @@ def test_a_removed_or_deactivated_reader_keeps_answers_but_cannot_go_on(live_app
     assert _trial(live_app, pending)[0] is None
 
 
-def test_real_images_come_from_the_held_out_version_when_given(live_app, admin, tiny_run):
-    world = _world(live_app, tiny_run, holdout=True)
+def test_an_overlapping_version_is_not_accepted_as_held_out(live_app, admin, tiny_run):
+    world = _world(live_app, tiny_run, holdout=True)  # other slices of the training patient
     r = admin.post("/api/studies", json={
-        "snapshot_id": world.snapshot_id, "dataset_id": world.dataset_id, "n_real": 9,
+        "snapshot_id": world.snapshot_id, "dataset_id": world.dataset_id, "n_real": 2,
         "n_fake": 2, "readers": ["reader1"], "holdout_dataset_id": world.holdout_id})  # fmt: skip
-    assert r.status_code == 422 and "only 8 held-out images" in r.json()["detail"]
-    study = create_study(admin, world, n_real=8, n_fake=2, holdout_dataset_id=world.holdout_id)
+    assert r.status_code == 409 and "not held out" in r.json()["detail"]
+    study = create_study(admin, world, n_real=2, n_fake=2)  # no disjoint version: training
+    assert not study["reals_held_out"] and study["real_dataset_id"] == world.dataset_id
+
+
+def test_real_images_come_from_other_patients_by_default(live_app, admin, tiny_run):
+    world = _world(live_app, tiny_run, other_patients=True)
+    r = admin.post("/api/studies", json={
+        "snapshot_id": world.snapshot_id, "dataset_id": world.dataset_id, "n_real": 17,
+        "n_fake": 2, "readers": ["reader1"]})  # fmt: skip
+    assert r.status_code == 422 and "only 16 held-out images" in r.json()["detail"]
+    study = create_study(admin, world, n_real=16, n_fake=2)  # holdout_dataset_id left out
     assert study["reals_held_out"] and study["real_dataset_id"] == world.holdout_id
     with session_scope(live_app.sessions) as session:
         reals = session.scalars(
             select(StudyImage).where(StudyImage.study_id == study["id"], ~StudyImage.synthetic)
         ).all()
-        # slices 8..23 of the other version; 8..15 were trained on, so images 8..15 of it remain
-        assert sorted(i.source for i in reals) == [f"img{i:08d}.png" for i in range(8, 16)]
+        assert sorted(i.source for i in reals) == [f"img{i:08d}.png" for i in range(16)]
         assert all(i.held_out for i in reals)
+    knowingly = create_study(admin, world, n_real=2, n_fake=2, holdout_dataset_id=world.dataset_id)
+    assert not knowingly["reals_held_out"]
 
 
 def test_readers_see_results_only_after_finishing_and_only_their_own(live_app, admin, tiny_run):

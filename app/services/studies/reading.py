@@ -1,6 +1,7 @@
 """The reader's side of a study: the next trial, recording an answer, and the trial's image.
 
 Every path here is the same for real and synthetic images: the class is never read.
+Functions that change state commit (the app's one transaction rule).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def next_trial(session: Session, study_id: int, user: User) -> Next:
     if trial is None:
         return Next(study, None, answered, total)
     trial.issued_at = utcnow()  # a reader who comes back is timed from the new showing
+    session.commit()
     return Next(study, trial.token, answered, total)
 
 
@@ -97,7 +99,9 @@ def answer(
         update(Trial).where(Trial.id == trial.id, Trial.answered_at.is_(None)).values(**values)
     )
     if done.rowcount != 1:
+        session.rollback()
         raise Conflict("this image was already answered; an answer cannot be changed")
+    session.commit()
     session.refresh(trial)
     return trial
 

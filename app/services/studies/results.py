@@ -19,12 +19,19 @@ from app.models import Study, StudyImage, StudyReader, Trial, User
 from app.presentation import metric_views
 from app.services.evaluation.metric_runs import list_runs
 from app.services.studies.manage import get_study, progress, reader_of, study_summary
-from app.services.studies.stats import Rating, summarize
+from app.services.studies.stats import (
+    CLASS_NAMES,
+    FAST_MS,
+    SYNTHETIC_FROM,
+    Rating,
+    category,
+    summarize,
+)
 
 CSV_COLUMNS = [
-    "study_id", "reader", "position", "image_id", "truth", "source", "held_out", "rating",
-    "called_synthetic", "correct", "usable", "comment", "issued_at", "answered_at",
-    "server_ms", "client_ms",
+    "study_id", "reader", "position", "image_id", "truth", "label", "source", "held_out",
+    "rating", "category", "called_synthetic", "correct", "usable", "comment", "issued_at",
+    "answered_at", "server_ms", "client_ms", "fast",
 ]  # fmt: skip
 
 
@@ -49,9 +56,16 @@ def _answered(session: Session, study: Study, reader: StudyReader | None = None)
     return list(session.execute(q).all())
 
 
+def source_of(image: StudyImage) -> str:
+    if image.synthetic:
+        return "synthetic"
+    return "real, held out" if image.held_out else "real, training"
+
+
 def _rating(trial: Trial, user: User, image: StudyImage) -> Rating:
     return Rating(reader=user.username, image_id=image.id, synthetic=image.synthetic,
-                  rating=trial.rating, usable=trial.usable, ms=trial.server_ms)  # fmt: skip
+                  rating=trial.rating, usable=trial.usable, ms=trial.server_ms,
+                  label=image.label, source=source_of(image))  # fmt: skip
 
 
 def can_see_results(session: Session, study: Study, user: User) -> StudyReader | None:
@@ -87,18 +101,22 @@ def results(session: Session, study_id: int, user: User) -> dict:
         for row in stats[key]:
             row["image"] = link.get(row["image_id"])
     out["statistics"] = stats
+    out["verdict"] = stats["verdict"]
     out["trials"] = [_trial_row(t, u, i, link.get(i.id)) for t, _, u, i in visible]
     out["metrics"] = snapshot_metrics(session, study.snapshot_id)
     return out
 
 
 def _trial_row(trial: Trial, user: User, image: StudyImage, url: str | None) -> dict:
-    called = trial.rating >= 4
+    called = trial.rating >= SYNTHETIC_FROM
     return {
         "reader": user.username, "position": trial.position, "image_id": image.id,
         "image": url, "truth": "synthetic" if image.synthetic else "real",
+        "label": CLASS_NAMES.get(image.label) if image.label is not None else None,
         "source": image.source, "held_out": image.held_out, "rating": trial.rating,
+        "category": category(trial.rating),
         "called_synthetic": called, "correct": called == image.synthetic,
+        "fast": trial.server_ms is not None and trial.server_ms < FAST_MS,
         "usable": trial.usable, "comment": trial.comment,
         "issued_at": trial.issued_at.isoformat() if trial.issued_at else None,
         "answered_at": trial.answered_at.isoformat(), "server_ms": trial.server_ms,

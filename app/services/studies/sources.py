@@ -1,14 +1,13 @@
-"""Where a study's images come from: reals sampled from a dataset zip (held out from training
-where a held-out version is given), synthetics from `python -m trainer generate`, both frozen
-through the blinded encoder."""
+"""Where a study's images come from: reals sampled from a dataset zip (a version held out from
+training by default), synthetics from `python -m trainer generate`, both frozen through the
+blinded encoder; and which readers saw the real images during curation."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -17,12 +16,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput
-from app.models import DatasetItem, DatasetVersion
+from app.models import DatasetItem, DatasetVersion, Review, Snapshot, User
+from app.services.curation.export import image_name
 from app.services.studies.images import blind_png
 from app.settings import Settings
+from app.trainer_client import calls, commands
 
 ROOT = Path(__file__).resolve().parents[2]  # where `python -m trainer` is importable
 GENERATE_TIMEOUT_S = 1800
+CLASS_NAMES = {0: "normal", 1: "tumour"}
+log = logging.getLogger(__name__)
 
 
 def zip_of(dataset: DatasetVersion) -> Path:
@@ -31,7 +34,7 @@ def zip_of(dataset: DatasetVersion) -> Path:
     return Path(dataset.zip_path)
 
 
-def _members(zip_path: Path) -> tuple[list[str], dict[str, int]]:
+def members(zip_path: Path) -> tuple[list[str], dict[str, int]]:
     """The image members of a dataset zip, sorted, and their labels from dataset.json."""
     with zipfile.ZipFile(zip_path) as zf:
         names = sorted(n for n in zf.namelist() if n.lower().endswith(".png"))
@@ -39,18 +42,69 @@ def _members(zip_path: Path) -> tuple[list[str], dict[str, int]]:
     return names, {n: int(c) for n, c in (meta.get("labels") or [])}
 
 
+def is_conditional(snap: Snapshot) -> bool:
+    """Whether the snapshot's generator takes a class (the job was trained with labels)."""
+    return bool((snap.job.options or {}).get("cond"))
+
+
+def label_mix(dataset: DatasetVersion) -> dict[int, float]:
+    """The training data's class shares, {0: normal share, 1: tumour share}."""
+    n = max(dataset.num_images, 1)
+    tumour = dataset.num_tumour / n
+    return {0: 1.0 - tumour, 1: tumour}
+
+
+def split_counts(total: int, shares: dict[int, float]) -> dict[int, int]:
+    """`total` split by `shares` with largest remainders (the parts add up to `total`)."""
+    raw = {c: total * p for c, p in shares.items()}
+    out = {c: int(v) for c, v in raw.items()}
+    for c in sorted(raw, key=lambda c: (out[c] - raw[c], c))[: total - sum(out.values())]:
+        out[c] += 1
+    return out
+
+
+def _volumes(session: Session, dataset_id: int) -> set[int]:
+    q = select(DatasetItem.volume_id).where(DatasetItem.dataset_id == dataset_id)
+    return set(session.scalars(q))
+
+
+def check_disjoint(session: Session, a: DatasetVersion, b: DatasetVersion) -> bool:
+    """Patient-level disjointness: no source volume (patient) in both versions."""
+    va, vb = _volumes(session, a.id), _volumes(session, b.id)
+    return bool(va) and bool(vb) and not va & vb
+
+
+def holdout_candidates(session: Session, train: DatasetVersion) -> list[DatasetVersion]:
+    """Exported versions that look like `train` (resolution, window, bit depth) and share no
+    source volume with it, newest first: the held-out (test / validation) versions a
+    patient-level split made, or any other version of other patients."""
+    q = select(DatasetVersion).where(
+        DatasetVersion.id != train.id,
+        DatasetVersion.resolution == train.resolution,
+        DatasetVersion.window == train.window,
+        DatasetVersion.bit_depth == train.bit_depth,
+    )
+    out = []
+    for d in session.scalars(q.order_by(DatasetVersion.id.desc())):
+        if d.zip_path and Path(d.zip_path).is_file() and check_disjoint(session, train, d):
+            out.append(d)
+    return out
+
+
+def default_holdout(session: Session, train: DatasetVersion) -> DatasetVersion | None:
+    """The version a study takes its real images from by default (None: only `train`)."""
+    found = holdout_candidates(session, train)
+    return found[0] if found else None
+
+
 def real_candidates(
-    session: Session, train: DatasetVersion, real: DatasetVersion, label: int | None
-) -> list[str]:
-    """Members of `real`'s zip a study may show; slices that are also in `train` are left out."""
-    all_names, labels = _members(zip_of(real))
-    names = all_names
-    if label is not None:
-        if not labels:
-            raise InvalidInput(f"dataset {real.id} has no labels to pick class {label} from")
-        names = [n for n in names if labels.get(n) == label]
+    session: Session, train: DatasetVersion, real: DatasetVersion
+) -> dict[str, int | None]:
+    """Members of `real`'s zip a study may show, with their class; slices that are also in
+    `train` are left out."""
+    all_names, labels = members(zip_of(real))
     if real.id == train.id:
-        return names
+        return {n: labels.get(n) for n in all_names}
     items = session.scalars(
         select(DatasetItem).where(DatasetItem.dataset_id == real.id).order_by(DatasetItem.position)
     ).all()
@@ -64,37 +118,63 @@ def real_candidates(
         ).all()
     )
     source = {n: (it.volume_id, it.slice_index) for n, it in zip(all_names, items, strict=True)}
-    return [n for n in names if source[n] not in trained]
+    return {n: labels.get(n) for n in all_names if source[n] not in trained}
+
+
+def reviewed_by(
+    session: Session, dataset: DatasetVersion, users: list[User], names: list[str] | None = None
+) -> dict[str, int]:
+    """Per user, how many images of `dataset` (only `names` when given) they reviewed during
+    curation, from the append-only review rows: a reader who reviewed them is not blind."""
+    items = session.scalars(select(DatasetItem).where(DatasetItem.dataset_id == dataset.id)).all()
+    if names is not None:
+        wanted = set(names)
+        items = [it for it in items if image_name(it.position) in wanted]
+    slices = {(it.volume_id, it.slice_index) for it in items}
+    out = {u.username: 0 for u in users}
+    if not slices or not users:
+        return out
+    volumes = {v for v, _ in slices}
+    rows = session.execute(
+        select(Review.user_id, Review.volume_id, Review.slice_index)
+        .where(Review.volume_id.in_(volumes), Review.user_id.in_([u.id for u in users]))
+        .distinct()
+    ).all()
+    names_by_id = {u.id: u.username for u in users}
+    for user_id, volume_id, index in rows:
+        if (volume_id, index) in slices:
+            out[names_by_id[user_id]] += 1
+    return out
 
 
 def generate_synthetic(
     settings: Settings, snapshot_path: str, seeds: range, psi: float, label: int | None
 ) -> dict[int, bytes]:
-    """PNG bytes per seed from `python -m trainer generate` (the app never imports the trainer)."""
-    python = settings.python_executable or sys.executable
+    """PNG bytes per seed from `python -m trainer generate` (the app never imports the trainer).
+
+    A failure is told in the app's words; the trainer's own message goes to the server log.
+    """
+    python = commands.python_for(settings.python_executable)
     with tempfile.TemporaryDirectory(dir=settings.tmp_dir) as out:
-        cmd = [python, "-m", "trainer", "generate", "--snapshot", snapshot_path]
-        cmd += ["--seeds", f"{seeds.start}-{seeds.stop - 1}", "--trunc", repr(psi)]
-        cmd += ["--outdir", out, "--format", "png"]
-        cmd += ["--class", str(label)] if label is not None else []
-        try:
-            proc = subprocess.run(
-                cmd, cwd=ROOT, capture_output=True, text=True, timeout=GENERATE_TIMEOUT_S
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise Conflict("the trainer took too long to generate the images") from exc
-        if proc.returncode != 0:
-            why = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-            raise InvalidInput(f"the trainer could not generate the images: {why}")
+        seed_list = f"{seeds.start}-{seeds.stop - 1}"
+        try:  # the trainer client's one policy: timeout, CPU, the trainer's words logged
+            calls.generate(python, snapshot_path, seed_list, Path(out), psi, label, "png")
+        except calls.TrainerCallFailed as exc:
+            if exc.timed_out:
+                raise Conflict("generating the study's images took too long; try fewer") from exc
+            raise InvalidInput(
+                f"the generator could not make the study's images: {exc} (the server log has "
+                "the trainer's message)"
+            ) from exc
         files = {s: Path(out) / f"seed{s:04d}.png" for s in seeds}
         if missing := [s for s, f in files.items() if not f.is_file()]:
-            raise InvalidInput(f"the trainer wrote no image for seeds {missing[:5]}")
+            raise InvalidInput(f"the generator wrote no image for seeds {missing[:5]}")
         return {s: f.read_bytes() for s, f in files.items()}
 
 
-def freeze(folder: Path, png: bytes, size: int) -> tuple[str, str]:
+def freeze(folder: Path, png: bytes, size: int, offset: tuple[int, int]) -> tuple[str, str]:
     """Blind-encode one image into `folder` under a random name; (file name, sha256)."""
-    data = blind_png(png, size)
+    data = blind_png(png, size, offset)
     name = f"{secrets.token_hex(16)}.png"
     (folder / name).write_bytes(data)
     return name, hashlib.sha256(data).hexdigest()

@@ -1,0 +1,279 @@
+"""Creating a reader study: validate the request, plan its images per class, generate and
+freeze them (the slow part, before any row is written), shuffle each reader's order and mint
+their trial tokens. One unit of work: it commits, or leaves nothing behind."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, InvalidInput, NotFound
+from app.models import DatasetVersion, Snapshot, Study, StudyImage, StudyReader, Trial, User
+from app.services.curation import audit
+from app.services.studies import sources
+from app.settings import Settings
+
+MAX_IMAGES = 2000
+
+
+@dataclass(frozen=True)
+class StudyRequest:
+    """What an admin picks when creating a study (the JSON body and the form share it)."""
+
+    snapshot_id: int
+    dataset_id: int
+    n_real: int
+    n_fake: int
+    readers: list[str | int]
+    truncation: float = 1.0
+    rate_usable: bool = False
+    name: str = ""
+    # None: the default held-out version (patient-level disjoint from training) when there is
+    # one, else the training version; the training version's own id: its images, knowingly
+    holdout_dataset_id: int | None = None
+    label: int | None = None  # one class only (0 normal, 1 tumour), reals filtered to it
+    mix_classes: bool | None = None  # None: a conditional snapshot mixes in the data's ratio
+
+
+@dataclass
+class Plan:
+    """A checked request: where images come from and how many of each class."""
+
+    snap: Snapshot
+    train: DatasetVersion
+    real: DatasetVersion
+    per_class: dict[int | None, tuple[int, int]]  # class -> (n_real, n_fake)
+
+    @property
+    def held_out(self) -> bool:
+        return self.real.id != self.train.id
+
+    @property
+    def class_mix(self) -> dict | None:
+        if list(self.per_class) == [None]:
+            return None
+        return {str(c): {"real": r, "fake": f} for c, (r, f) in self.per_class.items()}
+
+
+def studies_dir(settings: Settings, study_id: int) -> Path:
+    return settings.data_dir / "studies" / str(study_id)
+
+
+def readers_of(session: Session, names: list[str | int]) -> list[User]:
+    """Resolve usernames or ids to active reviewer accounts, each once."""
+    if not names:
+        raise InvalidInput("a study needs at least one reader")
+    users: dict[int, User] = {}
+    for ref in names:
+        col = User.id if isinstance(ref, int) else User.username
+        user = session.scalar(select(User).where(col == ref))
+        if user is None:
+            raise InvalidInput(f"no user {ref!r}")
+        if user.role != "reviewer":
+            raise InvalidInput(f"{user.username} is an {user.role}; readers must be reviewers")
+        if not user.is_active:
+            raise InvalidInput(f"{user.username} is deactivated")
+        users[user.id] = user
+    return list(users.values())
+
+
+def _sources(session: Session, req: StudyRequest) -> tuple[Snapshot, DatasetVersion]:
+    snap = session.get(Snapshot, req.snapshot_id)
+    if snap is None:
+        raise NotFound(f"snapshot {req.snapshot_id} not found")
+    train = session.get(DatasetVersion, req.dataset_id)
+    if train is None:
+        raise NotFound(f"dataset {req.dataset_id} not found")
+    if snap.job.dataset_id != train.id:
+        raise InvalidInput(
+            f"snapshot {snap.id} was trained on dataset {snap.job.dataset_id}, not {train.id}"
+        )
+    if snap.job.resolution != train.resolution:
+        raise InvalidInput(
+            f"snapshot {snap.id} makes {snap.job.resolution}x{snap.job.resolution} images but "
+            f"dataset {train.id} is {train.resolution}x{train.resolution}"
+        )
+    if not Path(snap.path).is_file():
+        raise InvalidInput(f"snapshot {snap.id}'s file is missing: {snap.path}")
+    return snap, train
+
+
+def real_source(session: Session, train: DatasetVersion, wanted: int | None) -> DatasetVersion:
+    """The version the real images come from (see StudyRequest.holdout_dataset_id)."""
+    if wanted is None:
+        return sources.default_holdout(session, train) or train
+    if wanted == train.id:
+        return train
+    real = session.get(DatasetVersion, wanted)
+    if real is None:
+        raise NotFound(f"dataset {wanted} not found")
+    if (real.resolution, real.window, real.bit_depth) != (
+        train.resolution, train.window, train.bit_depth):  # fmt: skip
+        raise InvalidInput(
+            f"held-out dataset {real.id} must have dataset {train.id}'s resolution, "
+            "window and bit depth, or its images would look different"
+        )
+    if not sources.check_disjoint(session, train, real):
+        raise Conflict(
+            f"dataset {real.id} is not held out from dataset {train.id}: they share source "
+            "volumes (patients); choose a version of a patient-level split, or the training "
+            "dataset itself"
+        )
+    return real
+
+
+def class_plan(
+    snap: Snapshot, train: DatasetVersion, req: StudyRequest
+) -> dict[int | None, tuple[int, int]]:
+    """How many real and synthetic images of each class (None: classes not used)."""
+    cond = sources.is_conditional(snap)
+    if req.label is not None:
+        if req.label not in sources.CLASS_NAMES:
+            raise InvalidInput("class must be 0 (normal) or 1 (tumour)")
+        if not cond:
+            raise InvalidInput(
+                f"snapshot {snap.id} was trained without labels, so it cannot make only "
+                f"{sources.CLASS_NAMES[req.label]} images; leave the class empty"
+            )
+        return {req.label: (req.n_real, req.n_fake)}
+    if not cond:
+        if req.mix_classes:
+            raise InvalidInput(f"snapshot {snap.id} was trained without labels; it has no classes")
+        return {None: (req.n_real, req.n_fake)}
+    if req.mix_classes is False:
+        raise InvalidInput(
+            f"snapshot {snap.id} makes normal or tumour images: choose one class, or mix both "
+            "in the training data's ratio"
+        )
+    shares = sources.label_mix(train)
+    reals = sources.split_counts(req.n_real, shares)
+    fakes = sources.split_counts(req.n_fake, shares)
+    return {c: (reals[c], fakes[c]) for c in shares if reals[c] or fakes[c]}
+
+
+def check(session: Session, req: StudyRequest) -> Plan:
+    """Every check that needs no image work; raises a clear 4xx before anything is written."""
+    if req.n_real < 1 or req.n_fake < 1:
+        raise InvalidInput("a study needs at least one real and one synthetic image")
+    if req.n_real + req.n_fake > MAX_IMAGES:
+        raise InvalidInput(f"a study holds at most {MAX_IMAGES} images")
+    if not 0.0 <= req.truncation <= 2.0:
+        raise InvalidInput("truncation psi must be between 0 and 2 (1 = none)")
+    snap, train = _sources(session, req)
+    real = real_source(session, train, req.holdout_dataset_id)
+    return Plan(snap, train, real, class_plan(snap, train, req))
+
+
+def pick_reals(
+    session: Session, plan: Plan, rng: np.random.Generator
+) -> list[tuple[str, int | None]]:
+    """(zip member, class) of the real images, per class as planned."""
+    candidates = sources.real_candidates(session, plan.train, plan.real)
+    kind = "held-out " if plan.held_out else ""
+    picked = []
+    for cls, (n_real, _) in plan.per_class.items():
+        pool = sorted(n for n, c in candidates.items() if cls is None or c == cls)
+        if n_real > len(pool):
+            what = f" {sources.CLASS_NAMES.get(cls, cls)}" if cls is not None else ""
+            raise InvalidInput(
+                f"asked for {n_real}{what} real images but dataset {plan.real.id} has only "
+                f"{len(pool)} {kind}images{' of that class' if what else ''}"
+            )
+        picked += [(pool[i], cls) for i in sorted(rng.choice(len(pool), n_real, False))]
+    labels = candidates
+    return [(name, cls if cls is not None else labels.get(name)) for name, cls in picked]
+
+
+def _images(settings: Settings, session: Session, plan: Plan, req: StudyRequest, seed0: int,
+            rng: np.random.Generator) -> list[tuple[bool, str, int | None, bytes]]:  # fmt: skip
+    """(synthetic, source, class, PNG) of every image, before blinding."""
+    reals = pick_reals(session, plan, rng)
+    entries, seed = [], seed0
+    for cls, (_, n_fake) in plan.per_class.items():
+        if n_fake:
+            made = sources.generate_synthetic(
+                settings, plan.snap.path, range(seed, seed + n_fake), req.truncation, cls
+            )
+            entries += [(True, f"seed {s}", cls, png) for s, png in made.items()]
+            seed += n_fake
+    with zipfile.ZipFile(sources.zip_of(plan.real)) as zf:
+        entries += [(False, name, cls, zf.read(name)) for name, cls in reals]
+    return entries
+
+
+def create_study(session: Session, settings: Settings, admin: User, req: StudyRequest) -> Study:
+    """Validate, freeze the images, shuffle each reader's order and mint their trial tokens."""
+    readers = readers_of(session, req.readers)
+    plan = check(session, req)
+    rng = np.random.default_rng(secrets.randbits(64))
+    seed0 = secrets.randbelow(2**31 - req.n_fake)
+    offset = (int(rng.integers(2)), int(rng.integers(2)))  # the study's crop (images.py)
+    root = settings.data_dir / "studies"
+    root.mkdir(parents=True, exist_ok=True)
+    # The slow part (the trainer subprocess) runs before any row is written, so the database
+    # is never locked while images are generated.
+    staging = Path(tempfile.mkdtemp(prefix=".new-", dir=root))
+    folder: Path | None = None
+    try:
+        entries = _images(settings, session, plan, req, seed0, rng)
+        frozen = []
+        for i in rng.permutation(len(entries)):  # ids and files carry no class order
+            synthetic, source, cls, png = entries[i]
+            name, digest = sources.freeze(staging, png, plan.train.resolution, offset)
+            frozen.append((synthetic, source, cls, name, digest))
+        study = _study_row(plan, req, admin, seed0)
+        session.add(study)
+        session.flush()
+        folder = studies_dir(settings, study.id)
+        shutil.rmtree(folder, ignore_errors=True)  # a leftover of a study never committed
+        staging.rename(folder)
+        for synthetic, source, cls, name, digest in frozen:
+            study.images.append(
+                StudyImage(synthetic=synthetic, source=source, label=cls,
+                           held_out=plan.held_out and not synthetic, path=str(folder / name),
+                           sha256=digest)
+            )  # fmt: skip
+        session.flush()
+        for user in readers:
+            assign(study, user)
+        audit.record(session, "study.create", admin, f"study:{study.id}", readers=len(readers))
+        session.commit()
+    except BaseException:
+        session.rollback()
+        shutil.rmtree(staging, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return study
+
+
+def _study_row(plan: Plan, req: StudyRequest, admin: User, seed0: int) -> Study:
+    snap, train = plan.snap, plan.train
+    return Study(
+        name=req.name.strip() or f"Snapshot {snap.id} vs dataset {plan.real.id}",
+        snapshot_id=snap.id, dataset_id=train.id, real_dataset_id=plan.real.id,
+        reals_held_out=plan.held_out, resolution=train.resolution, n_real=req.n_real,
+        n_fake=req.n_fake, truncation=req.truncation, label=req.label,
+        class_mix=plan.class_mix, rate_usable=req.rate_usable, seed=seed0,
+        created_by_id=admin.id,
+    )  # fmt: skip
+
+
+def assign(study: Study, user: User) -> StudyReader:
+    """A reader with their own seeded order and one unguessable token per image."""
+    reader = StudyReader(user_id=user.id, order_seed=secrets.randbits(62))
+    study.readers.append(reader)
+    order = np.random.default_rng(reader.order_seed).permutation(len(study.images))
+    for position, i in enumerate(order):
+        reader.trials.append(
+            Trial(image_id=study.images[i].id, position=position, token=secrets.token_urlsafe(24))
+        )
+    return reader
