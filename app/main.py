@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.db import make_engine, make_sessionmaker
 from app.errors import DomainError, NotAuthenticated, TooManyRequests
+from app.http_guards import BodyCheck, SecurityHeaders, guard_input
 from app.routes import auth, datasets, home, jobs, metrics, snapshots, studies, users, volumes
 from app.services import limits
 from app.services.evaluation.metric_monitor import MetricRunFollower
@@ -63,6 +66,37 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return _error_response(request, exc.status_code, str(exc.detail))
 
+    _install_storage_handlers(app)
+
+
+DISK_FULL = "the server's disk is full, so nothing was saved; ask an admin to free space"
+
+
+def _install_storage_handlers(app: FastAPI) -> None:
+    """What reached the database or the disk and could not be stored: a 4xx/507, never a 500."""
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> Response:
+        # SQLite refuses Python ints beyond 64 bits (ids in a query string or form, say).
+        return _error_response(request, 422, "a number in the request is out of range")
+
+    @app.exception_handler(UnicodeEncodeError)
+    async def _unencodable(request: Request, exc: UnicodeEncodeError) -> Response:
+        return _error_response(request, 422, "text in the request contains a lone surrogate")
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> Response:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return _error_response(request, 507, DISK_FULL)
+        raise exc
+
+    @app.exception_handler(OperationalError)
+    async def _db_error(request: Request, exc: OperationalError) -> Response:
+        full = "disk is full" in str(exc.orig) or getattr(exc.orig, "sqlstate", "") == "53100"
+        if full:
+            return _error_response(request, 507, DISK_FULL)
+        raise exc
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
@@ -81,12 +115,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # No public /docs or /openapi.json: every route except login, /healthz and static needs a user.
     app = FastAPI(
-        title="MedSynth", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+        title="MedSynth",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(guard_input)],  # out-of-range ids, unstorable text: 422 (issue 16)
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.generation_queue = limits.generation_queue(settings)
+    app.add_middleware(BodyCheck)
+    app.add_middleware(SecurityHeaders, hsts=settings.cookie_secure)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     _install_error_handlers(app)
 
