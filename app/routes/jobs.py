@@ -14,11 +14,11 @@ from app.errors import InvalidInput, NotFound
 from app.models import DatasetVersion, Snapshot
 from app.presentation import charts, metric_views
 from app.services.studies.blinding import guard as blind
-from app.services.training import job_runner
 from app.services.training import jobs as svc
 from app.services.training.job_monitor import JobMonitor
 from app.services.training.job_options import Devices, JobOptionsInvalid, form_defaults
 from app.templating import is_htmx, render
+from app.trainer_client import rundir
 
 router = APIRouter()
 
@@ -87,12 +87,12 @@ def api_resume(
 
 @router.get("/api/jobs/{job_id}/stats")
 def api_stats(session: SessionDep, user: CurrentUser, job_id: int) -> list[dict]:
-    return job_runner.read_all_stats(svc.get_job(session, job_id).run_dir)
+    return rundir.read_all_stats(svc.get_job(session, job_id).run_dir)
 
 
 @router.get("/api/jobs/{job_id}/samples/latest.png", dependencies=[blind("job")])
 def api_latest_samples(session: SessionDep, user: CurrentUser, job_id: int) -> FileResponse:
-    grid = job_runner.latest_samples(svc.get_job(session, job_id).run_dir)
+    grid = rundir.latest_samples(svc.get_job(session, job_id).run_dir)
     if grid is None:
         raise NotFound(f"job {job_id} has no sample grid yet")
     return FileResponse(grid, media_type="image/png", headers={"Cache-Control": "no-cache"})
@@ -179,15 +179,15 @@ async def job_submit(
 def _job_page(request: Request, session: SessionDep, job_id: int) -> Response:
     job = svc.get_job(session, job_id)
     rows = svc.stats_series(job.run_dir)
-    grid = job_runner.latest_samples(job.run_dir)
+    grid = rundir.latest_samples(job.run_dir)
     ctx = {
         "nav": "jobs",
         "job": job,
         "svc": svc,
         "eta": svc.eta_seconds(job),
         "charts": charts.job_charts(rows, metric_views.fid_points(session, job.id)),
-        "log_tail": job_runner.tail(Path(job.run_dir) / "log.txt", lines=25),
-        "worker_tail": job_runner.tail(Path(job.run_dir) / "worker.log", lines=15),
+        "log_tail": rundir.tail(Path(job.run_dir) / "log.txt", lines=25),
+        "worker_tail": rundir.tail(Path(job.run_dir) / "worker.log", lines=15),
         "has_samples": grid is not None,
         "samples_v": int(grid.stat().st_mtime_ns // 1_000_000) if grid else 0,
         "can_resume": job.state in svc.RESUMABLE and svc.resumable_from(session, job),

@@ -17,7 +17,7 @@ from app.models import Job
 from app.services.accounts.users import create_token, create_user
 from app.services.training import jobs as svc
 from app.services.training.job_monitor import JobMonitor
-from app.services.training.job_options import Devices
+from app.trainer_client.processes import Devices
 from tests.app.job_helpers import TINY, kill_trainers, make_dataset, trainer_pids, wait_for
 from tests.conftest import PASSWORD
 

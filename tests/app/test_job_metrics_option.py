@@ -7,8 +7,8 @@ import pytest
 from app.db import session_scope
 from app.models import Job
 from app.presentation import charts
-from app.services.training import job_runner
 from app.services.training.job_options import Devices, JobOptionsInvalid, validate_job_options
+from app.trainer_client import commands
 from tests.app.job_helpers import TINY, make_dataset
 
 
@@ -28,11 +28,14 @@ def test_a_job_with_metrics_every_passes_the_flag_to_the_trainer(db, settings):
         raw = {"dataset_id": ds, **TINY, "metrics_every": "1"}
         _, opts = validate_job_options(session, raw, Devices())
     job = Job(options=opts, run_dir="/runs/9", total_kimg=2.0)
-    fresh = job_runner.trainer_argv("py", job, None)
+    fresh = commands.train_argv("py", job.options, job.run_dir, 2.0, None)
     assert fresh[-4:] == ["--metrics-every", "1", "--device", "cpu"]
-    assert job_runner.trainer_argv("py", job, "latest")[-4:-2] == ["--metrics-every", "1"]
+    assert commands.train_argv("py", job.options, job.run_dir, 2.0, "latest")[-4:-2] == [
+        "--metrics-every",
+        "1",
+    ]
     job.options = {**opts, "metrics_every": 0}
-    assert "--metrics-every" not in job_runner.trainer_argv("py", job, None)
+    assert "--metrics-every" not in commands.train_argv("py", job.options, job.run_dir, 2.0, None)
 
 
 def test_the_fid_chart_reads_the_trainers_stats_line():

@@ -11,10 +11,10 @@ from datetime import timedelta
 from app.db import session_scope
 from app.models import Job, utcnow
 from app.presentation import charts
-from app.services.training import job_runner
 from app.services.training import jobs as svc
 from app.services.training.job_monitor import JobMonitor
-from app.services.training.job_options import Devices
+from app.trainer_client import commands, processes
+from app.trainer_client.processes import Devices
 from tests.app.job_helpers import make_dataset
 
 
@@ -100,9 +100,9 @@ def test_charts_take_fid_when_stats_carry_it():
 
 
 def test_exit_codes_read_as_words():
-    assert job_runner.describe_exit(-9) == "killed by signal 9 (SIGKILL)"
-    assert job_runner.describe_exit(2) == "exit code 2"
-    assert job_runner.describe_exit(None) == "exit code unknown"
+    assert processes.describe_exit(-9) == "killed by signal 9 (SIGKILL)"
+    assert processes.describe_exit(2) == "exit code 2"
+    assert processes.describe_exit(None) == "exit code unknown"
 
 
 def test_the_trainer_command_line_for_each_kind_of_launch():
@@ -110,22 +110,22 @@ def test_the_trainer_command_line_for_each_kind_of_launch():
             "aug": "noaug", "target": 0.6, "mirror": True, "cond": False, "snap": 3, "seed": 7,
             "tick": 0.25, "cbase": 64, "cmax": None, "zdim": None, "gpus": 0}  # fmt: skip
     job = Job(options=opts, run_dir="/runs/5", total_kimg=2.0)
-    fresh = job_runner.trainer_argv("py", job, None)
+    fresh = commands.train_argv("py", job.options, job.run_dir, job.total_kimg, None)
     assert fresh[:4] == ["py", "-m", "trainer", "train"]
     assert " ".join(fresh[4:]) == (
         "--data /d.zip --outdir /runs/5 --res 16 --kimg 2 --batch 4 --gamma 0.5 --aug noaug "
         "--mirror --snap 3 --seed 7 --tick 0.25 --cbase 64 --device cpu"
     )
-    tune = job_runner.trainer_argv("py", job, "/runs/1/snapshot-000004.pt")
+    tune = commands.train_argv("py", job.options, job.run_dir, 2.0, "/runs/1/snapshot-000004.pt")
     assert tune[-2:] == ["--resume", "/runs/1/snapshot-000004.pt"]
     # --resume latest: only what the trainer lets a resume change
     job.total_kimg = 3.5
-    assert job_runner.trainer_argv("py", job, "latest")[4:] == [
+    assert commands.train_argv("py", job.options, job.run_dir, job.total_kimg, "latest")[4:] == [
         "--data", "/d.zip", "--outdir", "/runs/5", "--resume", "latest", "--kimg", "3.5",
         "--snap", "3", "--device", "cpu",
     ]  # fmt: skip
     job.options = {**opts, "gpus": 2}
-    multi = job_runner.trainer_argv("py", job, None)
+    multi = commands.train_argv("py", job.options, job.run_dir, job.total_kimg, None)
     assert multi[:7] == ["py", "-m", "torch.distributed.run", "--standalone",
                          "--nproc_per_node=2", "-m", "trainer"]  # fmt: skip
     assert multi[-2:] == ["--device", "cuda"]

@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from app.services.training.job_runner import _descendants, kill_tree, request_stop
+from app.trainer_client.processes import descendants as _descendants
+from app.trainer_client.processes import kill_tree, request_stop
 from tests.trainer.helpers import REPO, TINY, trainer_env
 from tests.trainer.zipdata import phantom_zip
 from trainer.snapshot import find_latest

@@ -18,7 +18,7 @@ from app.models import MetricRun, utcnow
 from app.services.evaluation.metric_monitor import MetricRunFollower, cli_error, merge_progress
 from app.services.evaluation.metric_runs import validate_request
 from app.services.training.job_monitor import JobMonitor
-from app.services.training.job_options import Devices
+from app.trainer_client.processes import Devices
 from tests.app.job_helpers import kill_trainers
 from tests.app.metric_helpers import metric_world, wait_run
 from tests.app.study_setup import add_world, tiny_run_fixture  # noqa: F401  (tiny_run)

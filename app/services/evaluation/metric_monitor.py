@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -23,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from app.models import MetricRun, utcnow
 from app.services.evaluation.metric_runs import ADVANCED, PROGRESS_FILE, RESULT_FILE
-from app.services.training import job_runner
 from app.settings import Settings
+from app.trainer_client import commands, processes, rundir
 
 log = logging.getLogger(__name__)
 CANCEL_GRACE_S = 120  # SIGKILL a metrics process this long after SIGTERM
@@ -36,34 +34,17 @@ INTERRUPTED = (
 
 
 def metrics_argv(python: str, settings: Settings, run: MetricRun) -> list[str]:
-    """The command line of one run; its run folder is an argument, so /proc recognises it."""
-    o = run.options
-    argv = [python, "-m", "trainer", "metrics", "--snapshot", run.snapshot.path,
-            "--data", o["data"], "--metrics", ",".join(run.metrics), "--num", str(o["num"]),
-            "--device", o["device"]]  # fmt: skip
-    for key in ADVANCED:
-        if o.get(key) is not None:
-            argv += [f"--{key.replace('_', '-')}", str(o[key])]
-    argv += ["--workdir", run.run_dir, "--out", str(Path(run.run_dir) / RESULT_FILE)]
-    argv += ["--progress-json"]
-    if settings.metrics_extractor_module:
-        argv += ["--extractor-module", settings.metrics_extractor_module]
-    if settings.metrics_feature_extractor:
-        argv += ["--feature-extractor", settings.metrics_feature_extractor]
-    if settings.metric_run_nice > 0 and shutil.which("nice"):
-        argv = ["nice", "-n", str(settings.metric_run_nice), *argv]  # nice execs: same pid
-    return argv
+    """The command line of one run (built by the trainer client)."""
+    return commands.metrics_argv(
+        python, run.snapshot.path, run.options, run.metrics, run.run_dir, RESULT_FILE, ADVANCED,
+        settings.metrics_extractor_module, settings.metrics_feature_extractor,
+        settings.metric_run_nice if shutil.which("nice") else 0,
+    )  # fmt: skip
 
 
 def spawn(argv: list[str], run_dir: Path) -> subprocess.Popen:
-    """Start the CLI in its own session (process group); stderr is the progress file."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "command.txt").write_text(shlex.join(argv) + "\n")
-    with open(run_dir / PROGRESS_FILE, "wb") as err:
-        return subprocess.Popen(
-            argv, cwd=job_runner.ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=err, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+    """Start the CLI in its own session; stdout discarded, stderr is the progress file."""
+    return processes.spawn(argv, run_dir, log_name=None, stderr_name=PROGRESS_FILE)
 
 
 def merge_progress(progress: dict[str, Any] | None, rows: list[dict]) -> dict[str, Any]:
@@ -82,7 +63,7 @@ def cli_error(run_dir: Path, last_lines: int = 5) -> str:
     """What the CLI said when it failed: from its last 'error:' line to the end, verbatim
     (for exit 3: which weight file to put in which folder, with its hash and URL); without
     such a line, its last `last_lines` lines of text."""
-    text = job_runner.tail(run_dir / PROGRESS_FILE, lines=120)
+    text = rundir.tail(run_dir / PROGRESS_FILE, lines=120)
     lines = [ln for ln in text.splitlines() if not ln.startswith("{")]
     starts = [i for i, ln in enumerate(lines) if ln.startswith("error: ")]
     if not starts:
@@ -111,8 +92,8 @@ class MetricRunFollower:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.python = job_runner.python_for(settings.python_executable)
-        self._procs = job_runner.ChildProcesses()  # by metric run id
+        self.python = commands.python_for(settings.python_executable)
+        self._procs = processes.ProcessFollower()  # by metric run id
         self._offsets: dict[int, int] = {}  # run id -> bytes of the progress file read
 
     def tick(self, session: Session, start: bool = True) -> None:
@@ -134,7 +115,7 @@ class MetricRunFollower:
 
     def _import_progress(self, run: MetricRun) -> None:
         path = Path(run.run_dir) / PROGRESS_FILE
-        rows, self._offsets[run.id] = job_runner.read_new_stats(path, self._offsets.get(run.id, 0))
+        rows, self._offsets[run.id] = rundir.read_new_stats(path, self._offsets.get(run.id, 0))
         if rows:
             run.progress = merge_progress(run.progress, rows)
 
@@ -146,7 +127,7 @@ class MetricRunFollower:
         asked = run.cancel_requested_at
         if asked and run.pid and (utcnow() - asked).total_seconds() > CANCEL_GRACE_S:
             log.warning("metric run %s ignored SIGTERM for %ss: SIGKILL", run.id, CANCEL_GRACE_S)
-            job_runner.signal_group(run.pid, signal.SIGKILL)
+            processes.signal_group(run.pid, signal.SIGKILL)
 
     def _outcome(self, run: MetricRun, code: int | None) -> dict[str, Any]:
         """The row's final values from the exit code, the result file and the CLI's stderr."""
@@ -164,7 +145,7 @@ class MetricRunFollower:
             return {"state": "failed", "error": f"the metrics finished without {RESULT_FILE}"}
         said = cli_error(folder)
         if code != EXIT_WEIGHTS:  # exit 3's message stands alone: which file goes where
-            said = job_runner.describe_exit(code) + (f": {said}" if said else "")
+            said = processes.describe_exit(code) + (f": {said}" if said else "")
         return {"state": "failed", "error": said}
 
     def _finish(self, session: Session, run: MetricRun, code: int | None) -> None:
@@ -177,7 +158,7 @@ class MetricRunFollower:
         session.commit()
         self._procs.forget(run.id)
         self._offsets.pop(run.id, None)
-        log.info("metric run %s %s (%s)", run.id, values["state"], job_runner.describe_exit(code))
+        log.info("metric run %s %s (%s)", run.id, values["state"], processes.describe_exit(code))
 
     def _start_queued(self, session: Session) -> None:
         q = select(func.count()).where(MetricRun.state == "running")
@@ -214,5 +195,5 @@ class MetricRunFollower:
         session.commit()
         session.refresh(run)
         if run.cancel_requested_at is not None:  # cancelled while we were spawning
-            job_runner.signal_group(proc.pid, signal.SIGTERM)
+            processes.signal_group(proc.pid, signal.SIGTERM)
         log.info("metric run %s started: pid %s", run.id, proc.pid)

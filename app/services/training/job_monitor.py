@@ -2,7 +2,7 @@
 
 Every second it reaps finished trainers (or notices that a re-attached one is gone), imports
 new stats lines and snapshot files, keeps the heartbeat, and starts queued jobs when a slot is
-free. Processes it did not start (the app restarted) are followed through /proc. Followers
+free. Processes it did not start (the app restarted) are followed by pid and command line. Followers
 (metric runs) are ticked on the same thread after the jobs, each pass in its own session.
 """
 
@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
 from app.models import Job, Snapshot, utcnow
-from app.services.training import job_runner
-from app.services.training.job_options import Devices
 from app.services.training.jobs import LIVE, resumable_from
 from app.settings import Settings
+from app.trainer_client import commands, processes, rundir
+from app.trainer_client.processes import Devices
 
 log = logging.getLogger(__name__)
 CANCEL_GRACE_S = 600  # SIGKILL a trainer that has not exited this long after SIGTERM
@@ -53,12 +53,12 @@ class JobMonitor:
         self.followers = tuple(followers)
         self.sessions = sessions
         self.interval = interval
-        self.python = job_runner.python_for(settings.python_executable)
+        self.python = commands.python_for(settings.python_executable)
         self._devices = devices
         self._devices_ready = threading.Event()
         if devices is not None:
             self._devices_ready.set()
-        self._procs = job_runner.ChildProcesses()  # by job id
+        self._procs = processes.ProcessFollower()  # by job id
         self._offsets: dict[int, int] = {}  # job id → bytes of stats.jsonl imported
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -93,7 +93,7 @@ class JobMonitor:
     def _run(self) -> None:
         self.run_once(start=False)  # re-attach to (or close) what a former app left running
         if self._devices is None:
-            self._devices = job_runner.detect_devices(self.python)
+            self._devices = processes.detect_devices(self.python)
             self._devices_ready.set()
         while not self._stop.is_set():
             self.run_once()
@@ -151,7 +151,7 @@ class JobMonitor:
         if job.state == "cancelling" and asked and job.pid:
             if (utcnow() - asked).total_seconds() > CANCEL_GRACE_S:
                 log.warning("job %s ignored SIGTERM for %ss: SIGKILL", job.id, CANCEL_GRACE_S)
-                job_runner.kill_tree(job.pid)
+                processes.kill_tree(job.pid)
 
     def _finish(self, session: Session, job: Job, code: int | None) -> None:
         reached = job.kimg >= job.total_kimg - KIMG_EPS
@@ -176,7 +176,7 @@ class JobMonitor:
         else:
             state = "failed"
             last = _last_error_line(Path(job.run_dir))
-            error = f"{job_runner.describe_exit(code)}" + (f": {last}" if last else "")
+            error = f"{processes.describe_exit(code)}" + (f": {last}" if last else "")
         session.execute(
             update(Job)
             .where(Job.id == job.id, Job.state.in_(LIVE))
@@ -184,12 +184,12 @@ class JobMonitor:
         )
         session.commit()
         self._procs.forget(job.id)  # recorded now, or the row was no longer live
-        log.info("job %s %s (%s)", job.id, state, job_runner.describe_exit(code))
+        log.info("job %s %s (%s)", job.id, state, processes.describe_exit(code))
 
     def _import_progress(self, session: Session, job: Job) -> None:
         """New complete stats lines → kimg, sec/kimg, last stats; new snapshot files → rows."""
         stats_path = Path(job.run_dir) / "stats.jsonl"
-        rows, offset = job_runner.read_new_stats(stats_path, self._offsets.get(job.id, 0))
+        rows, offset = rundir.read_new_stats(stats_path, self._offsets.get(job.id, 0))
         self._offsets[job.id] = offset
         if rows:
             last = rows[-1]
@@ -199,12 +199,13 @@ class JobMonitor:
                 job.sec_per_kimg = float(last["sec_per_kimg"])
             job.last_stats = last
         known = {s.kimg: s for s in job.snapshots}
-        for kimg, path in job_runner.snapshot_files(job.run_dir):
+        for nimg, path in rundir.snapshot_files(job.run_dir):
+            kimg = nimg // 1000
             try:
                 st = path.stat()
             except OSError:
                 continue
-            samples = path.with_name(f"samples-{kimg:06d}.png")
+            samples = rundir.samples_for(path)
             samples_path = str(samples) if samples.is_file() else None
             snap = known.get(kimg)
             if snap is None:
@@ -258,8 +259,9 @@ class JobMonitor:
         env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))}
         device = "cuda:" + ",".join(map(str, gpus)) if gpus else "cpu"
         try:
-            argv = job_runner.trainer_argv(self.python, job, resume)
-            proc = job_runner.spawn(argv, Path(job.run_dir), env)
+            o, total = job.options, job.total_kimg
+            argv = commands.train_argv(self.python, o, job.run_dir, total, resume)
+            proc = processes.spawn(argv, Path(job.run_dir), env)
         except OSError as exc:
             session.execute(
                 update(Job)
@@ -274,13 +276,13 @@ class JobMonitor:
         session.commit()
         session.refresh(job)
         if job.state == "cancelling":  # cancelled while we were spawning
-            job_runner.request_stop(proc.pid)
+            processes.request_stop(proc.pid)
         log.info("job %s started: pid %s on %s (resume: %s)", job.id, proc.pid, device, resume)
 
 
 def _last_error_line(run_dir: Path) -> str:
     """The most telling line of the trainer's output: its last 'Error' line, else the last."""
-    text = job_runner.tail(run_dir / "worker.log", lines=60) or job_runner.tail(
+    text = rundir.tail(run_dir / "worker.log", lines=60) or rundir.tail(
         run_dir / "log.txt", lines=60
     )
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]

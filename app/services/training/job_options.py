@@ -6,10 +6,8 @@ problem at once so the form can show each next to its field.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,8 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput
 from app.models import DatasetVersion, Snapshot
+from app.trainer_client import calls, commands
+from app.trainer_client.processes import Devices
 
 FIELDS = (
     "dataset_id", "resolution", "kimg", "batch", "gamma", "aug", "target", "cond", "mirror",
@@ -37,27 +37,18 @@ class JobOptionsInvalid(InvalidInput):
         self.errors = errors
 
 
-@dataclass(frozen=True)
-class Devices:
-    """What the machine offers the trainer: CUDA GPUs (0 means jobs run on the CPU)."""
-
-    gpus: int = 0
-    names: tuple[str, ...] = ()
-
-    @property
-    def cuda(self) -> bool:
-        return self.gpus > 0
+def _python() -> str:
+    return commands.python_for("")
 
 
 def auto_batch(res: int, gpus: int = 1) -> int:
-    """The trainer's "auto" batch: 32 per process below 256², shrinking at high resolution."""
-    world = max(gpus, 1)
-    return max(min(world * min(4096 // res, 32), 64), world)
+    """The trainer's "auto" batch for res² on `gpus` processes (`trainer info defaults`)."""
+    return int(calls.defaults(_python(), res, gpus)["batch"])
 
 
 def default_gamma(res: int, batch: int) -> float:
-    """R1 weight of the reference "auto" configuration: 0.0002 · res² / batch."""
-    return round(0.0002 * res * res / batch, 6)
+    """The trainer's default R1 weight for res² at this batch (`trainer info defaults`)."""
+    return float(calls.defaults(_python(), res, 0, batch)["gamma"])
 
 
 def form_defaults(dataset: DatasetVersion | None, devices: Devices) -> dict[str, Any]:
@@ -117,16 +108,12 @@ def _flag(raw: Mapping[str, Any], key: str, errors: dict[str, str]) -> bool:
 def snapshot_network(snapshot: Snapshot) -> dict[str, Any]:
     """The network shape a snapshot was trained with: the trainer's options.json, else the job's."""
     job = snapshot.job
-    net: dict[str, Any] = {}
-    try:
-        net = json.loads((Path(job.run_dir) / "options.json").read_text()).get("network") or {}
-    except (OSError, ValueError, AttributeError):
-        net = {}
+    net = calls.snapshot_network(_python(), snapshot.path, job.run_dir) or {}
     return {
-        "resolution": int(net.get("img_resolution") or job.resolution),
-        "channels": int(net.get("img_channels") or 1),
-        "cbase": net.get("channel_base") or job.options.get("cbase"),
-        "cmax": net.get("channel_max") or job.options.get("cmax"),
+        "resolution": int(net.get("resolution") or job.resolution),
+        "channels": int(net.get("channels") or 1),
+        "cbase": net.get("cbase") or job.options.get("cbase"),
+        "cmax": net.get("cmax") or job.options.get("cmax"),
         "cond": bool(net.get("c_dim")) if net else bool(job.options.get("cond")),
     }
 
@@ -223,7 +210,7 @@ def validate_job_options(
     opts["batch"] = batch
 
     gamma = _num(raw, "gamma", float, errors)
-    if gamma is None and "gamma" not in errors and res and batch and batch > 0:
+    if gamma is None and "gamma" not in errors and res and "resolution" not in errors and batch:
         gamma = default_gamma(res, batch)
     if gamma is not None and gamma < 0:
         errors["gamma"] = "R1 γ must be ≥ 0"

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import AuditEvent, Job, Snapshot, User, utcnow
-from app.services.training import job_runner
 from app.services.training.job_options import MAX_KIMG, Devices, validate_job_options
 from app.settings import Settings
+from app.trainer_client import processes, rundir
 
 ACTIVE = ("queued", "running", "cancelling")
 LIVE = ("running", "cancelling")  # a process exists (or is being started)
@@ -102,8 +102,8 @@ def cancel_job(session: Session, job_id: int, user: User) -> Job:
         _audit(session, user, "job.cancel", job_id)
         job = get_job(session, job_id)
         # pid is None only while the monitor is spawning; it signals right after.
-        if job.pid and job_runner.is_our_trainer(job.pid, job.run_dir):
-            job_runner.request_stop(job.pid)
+        if job.pid and processes.is_ours(job.pid, job.run_dir):
+            processes.request_stop(job.pid)
         return job
     if job.state in ("cancelling", "cancelled"):
         return job  # already asked: no second signal, nothing else changes
@@ -112,7 +112,7 @@ def cancel_job(session: Session, job_id: int, user: User) -> Job:
 
 def resumable_from(session: Session, job: Job) -> str | None:
     """What a relaunch continues from: 'latest' (own snapshot) or the fine-tuning source file."""
-    if any(True for _ in job_runner.snapshot_files(job.run_dir)):
+    if any(True for _ in rundir.snapshot_files(job.run_dir)):
         return "latest"
     if job.resume_from_snapshot_id:
         src = session.get(Snapshot, job.resume_from_snapshot_id)
@@ -181,7 +181,7 @@ def heartbeat_stale(job: Job, now: datetime | None = None) -> bool:
 def stats_series(run_dir: str) -> list[dict[str, Any]]:
     """All stats lines; after a resume the rows past the resumed snapshot are superseded."""
     out: list[dict[str, Any]] = []
-    for row in job_runner.read_all_stats(run_dir):
+    for row in rundir.read_all_stats(run_dir):
         k = row.get("kimg")
         if isinstance(k, int | float):
             while out and out[-1]["kimg"] >= k:
@@ -235,6 +235,6 @@ def job_dict(job: Job, detail: bool = True) -> dict[str, Any]:
     if detail:
         out["options"] = job.options
         out["stats"] = job.last_stats
-        out["log_tail"] = job_runner.tail(Path(job.run_dir) / "log.txt")
-        out["worker_log_tail"] = job_runner.tail(Path(job.run_dir) / "worker.log", lines=20)
+        out["log_tail"] = rundir.tail(Path(job.run_dir) / "log.txt")
+        out["worker_log_tail"] = rundir.tail(Path(job.run_dir) / "worker.log", lines=20)
     return out

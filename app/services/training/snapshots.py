@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import secrets
 import shutil
-import subprocess
 import time
 import zipfile
 from dataclasses import dataclass
@@ -19,12 +18,11 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, NotFound
 from app.models import Snapshot
-from app.services.training import job_runner
 from app.settings import Settings
+from app.trainer_client import calls, commands
 
 MAX_IMAGES = 256
 FORMATS = ("png", "png16", "nifti")
-GENERATE_TIMEOUT_S = 600
 KEEP_S = 3600
 _SEEDS = re.compile(r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$")
 _TOKEN = re.compile(r"^gen-[A-Za-z0-9_-]{16,}$")
@@ -97,24 +95,12 @@ def generate(
     _cleanup(settings.tmp_dir)
     token = "gen-" + secrets.token_urlsafe(16)
     folder = settings.tmp_dir / token
-    argv = [job_runner.python_for(settings.python_executable), "-m", "trainer", "generate"]
-    argv += ["--snapshot", str(path), "--seeds", seeds.replace(" ", ""), "--trunc", repr(trunc)]
-    argv += ["--outdir", str(folder), "--format", fmt, "--device", "cpu"]
-    if class_idx is not None:
-        argv += ["--class", str(class_idx)]
+    python = commands.python_for(settings.python_executable)
     try:
-        out = subprocess.run(
-            argv, cwd=job_runner.ROOT, capture_output=True, text=True, timeout=GENERATE_TIMEOUT_S
-        )
-    except subprocess.TimeoutExpired as exc:
+        files = calls.generate(python, str(path), seeds, folder, trunc, class_idx, fmt)
+    except calls.TrainerCallFailed as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        raise InvalidInput(f"generation took longer than {GENERATE_TIMEOUT_S} s") from exc
-    if out.returncode != 0:
-        shutil.rmtree(folder, ignore_errors=True)
-        lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
-        msg = lines[-1] if lines else job_runner.describe_exit(out.returncode)
-        raise InvalidInput(msg.removeprefix("error: "))
-    files = sorted(p for p in folder.iterdir() if p.is_file())
+        raise InvalidInput(str(exc)) from exc
     return Generated(token, folder, files)
 
 
