@@ -14,13 +14,14 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel
 
 from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
-from app.errors import InvalidInput
+from app.errors import DomainError, InvalidInput
 from app.imaging.window import PRESETS, parse_window
 from app.models import Volume
 from app.services.curation import reviews as rv
 from app.services.curation import volumes as vs
 from app.services.curation.ingest import ingest_file
-from app.services.curation.uploads import receive_upload
+from app.services.curation.ingest_dicom import DicomIngest, ingest_dicom, upload_out
+from app.services.curation.uploads import StagedUpload, receive_upload
 from app.services.studies.blinding import guard as blind
 from app.templating import is_htmx, render
 
@@ -42,8 +43,11 @@ def _overlay(value: str | None) -> bool:
     raise InvalidInput(f"overlay must be 'mask' or left out, not {value!r}")
 
 
-async def _upload(request: Request, session, settings, user) -> Volume:
-    """Stream the multipart body to tmp/, then ingest it off the event loop."""
+async def _upload(request: Request, session, settings, user) -> Volume | DicomIngest:
+    """Stream the multipart body to tmp/, then ingest it off the event loop.
+
+    One NIfTI file gives one Volume; a DICOM zip or several DICOM files give a DicomIngest.
+    """
     length = request.headers.get("content-length")
     staged = await receive_upload(
         settings,
@@ -52,6 +56,8 @@ async def _upload(request: Request, session, settings, user) -> Volume:
         request.stream(),
     )
     try:
+        if staged.is_dicom:
+            return await run_in_threadpool(_ingest_dicom, session, settings, staged, user)
         return await run_in_threadpool(
             ingest_file,
             session,
@@ -63,8 +69,24 @@ async def _upload(request: Request, session, settings, user) -> Volume:
             mask_name=staged.filename("mask"),
             move=True,
         )
+    except DomainError:
+        if user is not None:  # the service rolled back, expiring the user the error page shows
+            session.refresh(user)
+        raise
     finally:
         staged.cleanup()
+
+
+def _ingest_dicom(session, settings, staged: StagedUpload, user) -> DicomIngest:
+    return ingest_dicom(
+        session,
+        settings,
+        staged.path("file"),
+        staged.path("mask"),
+        user,
+        name=staged.filename("file"),
+        mask_name=staged.filename("mask") or "the mask",
+    )
 
 
 # ---- JSON API ---------------------------------------------------------------------------
@@ -82,6 +104,8 @@ async def api_upload(
     request: Request, session: SessionDep, settings: SettingsDep, user: AdminUser
 ) -> dict:
     volume = await _upload(request, session, settings, user)
+    if isinstance(volume, DicomIngest):
+        return upload_out(volume)  # {"volumes": [...], "skipped": [...], ...}
     return vs.volume_out(volume, rv.progress(session, volume))
 
 
@@ -169,6 +193,8 @@ async def upload_page(
     request: Request, session: SessionDep, settings: SettingsDep, user: AdminUser
 ) -> Response:
     volume = await _upload(request, session, settings, user)
+    if isinstance(volume, DicomIngest):
+        volume = volume.volumes[0]  # the first series; the list shows the others
     target = f"/volumes/{volume.id}"
     if is_htmx(request):
         return Response(status_code=200, headers={"HX-Redirect": target})

@@ -230,13 +230,17 @@ def test_pages_list_and_viewer_with_htmx_partials(live_app, admin, pair):
     assert bad.status_code == 404 and "slices 0 to 11" in bad.json()["detail"]
 
 
-def test_upload_form_redirects_to_the_viewer(live_app, admin, reader, pair):
+def test_upload_form_redirects_to_the_viewer(live_app, admin, reader, pair, tmp_path):
     files = {
         "file": (pair[1].name, pair[1].read_bytes()),
         "mask": (pair[2].name, pair[2].read_bytes()),
     }
     r = admin.post("/volumes", files=files, headers={"HX-Request": "true"})
     assert r.status_code == 200 and r.headers["HX-Redirect"] == "/volumes/1"
+    r = admin.post("/volumes", files=files, headers={"HX-Request": "true"})  # the same again
+    assert r.status_code == 409 and "already ingested as volume 1" in r.text
+    other = phantom_pair(tmp_path / "other", n=5, seed=3)[1]
+    files = {"file": (other.name, other.read_bytes())}
     r = admin.post("/volumes", files=files, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/volumes/2"
     r = reader.post("/volumes", files=files, headers={"HX-Request": "true"})

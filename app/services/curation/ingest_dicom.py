@@ -40,6 +40,11 @@ class DicomIngest:
     volumes: list[Volume] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)  # {"file", "reason"[, "existing_volume_id"]}
     non_dicom: int = 0
+    refused: list[dict] = field(default_factory=list)  # the series among `skipped`
+
+    def refuse(self, entry: dict) -> None:
+        self.skipped.append(entry)
+        self.refused.append(entry)
 
 
 def ingest_dicom(
@@ -130,7 +135,7 @@ def _plans(found: Scan, done: DicomIngest) -> list[tuple[Series, Plan]]:
         except InvalidVolume as exc:
             named = (f.file for f in series.frames if f.file in exc.detail)
             shown = next(named, series.frames[0].file if series.frames else "a series")
-            done.skipped.append({"file": shown, "reason": exc.detail})
+            done.refuse({"file": shown, "reason": exc.detail})
     if found.segs:
         done.skipped += [{"file": s, "reason": "a DICOM SEG: send it in the mask field"}
                          for s, _ in found.segs]  # fmt: skip
@@ -164,7 +169,7 @@ def _one_series(session, settings, series, plan, found, salt, mask, work, create
             p.unlink(missing_ok=True)
         if mask[0] is not None:
             raise  # with a mask there is one series: its refusal is the answer
-        done.skipped.append({"file": plan.frames[0].file, "reason": exc.detail})
+        done.refuse({"file": plan.frames[0].file, "reason": exc.detail})
         return
     except BaseException:
         created += mine  # removed by the caller with everything else
@@ -177,7 +182,7 @@ def _one_series(session, settings, series, plan, found, salt, mask, work, create
 
 
 def _skip_duplicate(done: DicomIngest, plan: Plan, existing: Volume) -> None:
-    done.skipped.append({
+    done.refuse({
         "file": plan.frames[0].file,
         "reason": nifti_ingest.duplicate_message("this series", existing),
         "existing_volume_id": existing.id,
@@ -242,8 +247,8 @@ def _keep_original(settings: Settings, source: Path, created: list[Path]) -> str
 
 
 def _nothing_usable(done: DicomIngest, name: str) -> DomainError:
-    reasons = [s for s in done.skipped if s["reason"] != "not a DICOM file"]
-    if reasons and all("existing_volume_id" in s for s in reasons):
+    reasons = done.refused or [s for s in done.skipped if s["reason"] != "not a DICOM file"]
+    if done.refused and all("existing_volume_id" in s for s in done.refused):
         return Conflict(f"{name}: {reasons[0]['reason']}")
     listed = "; ".join(f"{s['file']}: {s['reason']}" if s["file"] not in s["reason"] else
                        s["reason"] for s in reasons[:5])  # fmt: skip
