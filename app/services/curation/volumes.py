@@ -112,7 +112,25 @@ def volume_out(volume: Volume, progress: dict | None = None) -> dict:
         "liver_slices": len(liver),
         "tumour_slices": sum(1 for s in liver if s.tumour_pixels > 0),
         "created_at": volume.created_at.isoformat() + "Z",
+        "source_format": volume.source_format or "nifti",  # issue 12: nifti | dicom | dicom-enhanced
+        "dicom": _dicom_out(volume),
     }
     if progress is not None:
         out["progress"] = progress
     return out
+
+
+def _dicom_out(volume: Volume) -> dict | None:
+    """De-identified DICOM provenance (issue 12); None for NIfTI volumes."""
+    if not (volume.source_format or "").startswith("dicom"):
+        return None
+    return {
+        "series_description": volume.series_description,
+        "slices": volume.num_slices,
+        "spacing": list(volume.spacing),
+        "origin_lps": volume.dicom_origin,
+        "modality": volume.modality,
+        "kvp": volume.kvp,
+        "kernel": volume.kernel,
+        "contrast_phase": volume.contrast_phase,
+    }
