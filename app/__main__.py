@@ -112,9 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--volumes", type=int, default=3)
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_demo)
-    i = sub.add_parser("ingest", help="ingest NIfTI files or folders (LiTS pairs are matched)")
+    i = sub.add_parser(
+        "ingest",
+        help="ingest NIfTI files or folders (LiTS pairs are matched), DICOM folders or zips "
+        "(one volume per CT series, de-identified); one JSON line per volume or skipped item",
+    )
     i.add_argument("paths", nargs="+")
-    i.add_argument("--mask", help="segmentation for a single volume (0 bg, 1 liver, 2 tumour)")
+    i.add_argument(
+        "--mask",
+        help="segmentation for a single volume (0 bg, 1 liver, 2 tumour): NIfTI, DICOM SEG, "
+        "or a folder/zip with one DICOM folder per structure (liver, tumour)",
+    )
     i.set_defaults(func=cmd_ingest)
     u = sub.add_parser("users", help="manage accounts")
     usub = u.add_subparsers(dest="users_cmd", required=True)

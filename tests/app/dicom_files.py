@@ -37,6 +37,8 @@ def _base(series_uid: str, study_uid: str, modality: str, **extra) -> Dataset:
     ds.AccessionNumber = ACCESSION
     ds.InstitutionName = INSTITUTION
     ds.ReferringPhysicianName = "Gordonfreeman^Alyxvance"
+    ds.PatientSex, ds.StudyID, ds.SeriesNumber = "O", "S1", 1
+    ds.StudyDate, ds.StudyTime = "20240102", "101500"
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid
     ds.FrameOfReferenceUID = extra.pop("frame_uid", "1.2.826.0.1.3680043.8.498.1")
@@ -163,3 +165,47 @@ def zip_folder(folder: Path, out: Path, extra: dict[str, bytes] | None = None) -
 def expected_ras(hu: np.ndarray) -> np.ndarray:
     """The canonical RAS array [x, y, z] of an LPS-axial series: x and y reversed."""
     return np.transpose(hu, (1, 0, 2))[::-1, ::-1, :]
+
+
+def write_seg(path: Path, ct_paths: list[Path], liver: np.ndarray, tumour: np.ndarray) -> Path:
+    """A binary DICOM SEG (highdicom) with segments 'Liver' and 'Tumor' on the CT slices.
+
+    `liver` and `tumour` are [rows, cols, n] like the HU array given to write_series.
+    """
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    sources = sorted(
+        (pydicom.dcmread(p) for p in ct_paths), key=lambda d: d.ImagePositionPatient[2]
+    )
+
+    def segment(number: int, label: str, code) -> hd.seg.SegmentDescription:
+        return hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=label,
+            segmented_property_category=codes.SCT.Organ,
+            segmented_property_type=code,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+        )
+
+    pixels = np.stack([np.moveaxis(liver, 2, 0), np.moveaxis(tumour, 2, 0)], axis=-1) != 0
+    seg = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=pixels.astype(np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[
+            segment(1, "Liver", codes.SCT.Liver),
+            segment(2, "Tumor", codes.SCT.Neoplasm),
+        ],
+        series_instance_uid=generate_uid(),
+        series_number=2,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="MedSynth tests",
+        manufacturer_model_name="dicom_files.py",
+        software_versions="1",
+        device_serial_number="1",
+    )
+    seg.save_as(path)
+    return path

@@ -23,6 +23,7 @@ from tests.app.dicom_files import (
     expected_ras,
     write_enhanced,
     write_localizer,
+    write_seg,
     write_series,
     zip_folder,
 )
@@ -239,3 +240,35 @@ def test_nifti_mask_on_a_dicom_volume_and_a_wrong_grid(settings, db, tmp_path):
             ingest_dicom(session, settings, tmp_path / "ct", tmp_path / "bad.nii.gz")
         done = ingest_dicom(session, settings, tmp_path / "ct", tmp_path / "seg.nii.gz")
         assert np.array_equal(mask_array(settings, done.volumes[0]), expected_ras(want))
+
+
+def test_dicom_seg_mask_lands_on_the_ct_grid(settings, db, tmp_path):
+    hu = ct_volume()
+    paths = write_series(tmp_path / "ct", hu)
+    liver, tumour = _labels(hu)
+    seg = write_seg(tmp_path / "seg.dcm", paths, liver, tumour)
+    with db() as session:
+        done = ingest_dicom(
+            session, settings, zip_folder(tmp_path / "ct", tmp_path / "ct.zip"), seg
+        )
+        volume = done.volumes[0]
+        labels = mask_array(settings, volume)
+        assert volume.has_mask and [s.tumour_pixels > 0 for s in volume.slices].count(True) == 2
+    want = np.where(tumour > 0, 2, np.where(liver > 0, 1, 0)).astype(np.uint8)
+    assert np.array_equal(labels, expected_ras(want))
+
+
+def test_cli_ingest_prints_one_json_line_per_volume(settings, tmp_path, monkeypatch, capsys):
+    import json
+
+    from app.__main__ import main
+
+    write_series(tmp_path / "in" / "a", ct_volume(seed=1))
+    write_series(tmp_path / "in" / "b", ct_volume(n=4, seed=2))
+    zipped = zip_folder(tmp_path / "in", tmp_path / "two.zip", {"notes.txt": b"x"})
+    monkeypatch.setenv("MEDSYNTH_DATA", str(settings.data_dir))
+    monkeypatch.setenv("MEDSYNTH_SECRET_KEY", "k")
+    assert main(["ingest", str(zipped)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(x["num_slices"] for x in lines if "id" in x) == [4, 6]
+    assert [x["reason"] for x in lines if "skipped" in x] == ["not a DICOM file"]
