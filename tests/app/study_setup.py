@@ -36,21 +36,33 @@ class World:
     holdout_id: int | None = None
 
 
+def _train(base: Path, cond: bool) -> TinyRun:
+    zip_path = Path(phantom_zip(base / "train.zip", n=N_IMAGES, res=RES, seed=1))
+    cmd = [sys.executable, "-m", "trainer", "train", "--data", str(zip_path),
+           "--outdir", str(base / "run"), "--kimg", "0.02", "--tick", "0.01",
+           "--cbase", "64", "--cmax", "16", "--batch", "4", "--zdim", "16", "--map", "2",
+           "--snap", "1", "--device", "cpu", "--seed", "3"]  # fmt: skip
+    cmd += ["--cond"] if cond else []
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    snaps = sorted((base / "run").glob("snapshot-*.pt"))
+    assert snaps, "the trainer wrote no snapshot"
+    return TinyRun(zip_path, snaps[-1])
+
+
 @pytest.fixture(scope="session", name="tiny_run")
 def tiny_run_fixture(tmp_path_factory) -> TinyRun:
     """Train the real trainer for a few images on a 16x16 zip; the snapshot is what studies use."""
     if "run" not in _CACHE:
-        base = tmp_path_factory.mktemp("study-trainer")
-        zip_path = Path(phantom_zip(base / "train.zip", n=N_IMAGES, res=RES, seed=1))
-        cmd = [sys.executable, "-m", "trainer", "train", "--data", str(zip_path),
-               "--outdir", str(base / "run"), "--kimg", "0.02", "--tick", "0.01",
-               "--cbase", "64", "--cmax", "16", "--batch", "4", "--zdim", "16", "--map", "2",
-               "--snap", "1", "--device", "cpu", "--seed", "3"]  # fmt: skip
-        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=300)
-        snaps = sorted((base / "run").glob("snapshot-*.pt"))
-        assert snaps, "the trainer wrote no snapshot"
-        _CACHE["run"] = TinyRun(zip_path, snaps[-1])
+        _CACHE["run"] = _train(tmp_path_factory.mktemp("study-trainer"), cond=False)
     return _CACHE["run"]
+
+
+@pytest.fixture(scope="session", name="tiny_cond_run")
+def tiny_cond_run_fixture(tmp_path_factory) -> TinyRun:
+    """The same, conditioned on the zip's normal / tumour labels (half of each)."""
+    if "cond" not in _CACHE:
+        _CACHE["cond"] = _train(tmp_path_factory.mktemp("study-trainer-cond"), cond=True)
+    return _CACHE["cond"]
 
 
 def _dataset(session, name: str, zip_path: Path, n: int, res: int = RES) -> DatasetVersion:
@@ -98,6 +110,7 @@ def add_world(sessions, data_dir: Path, tiny: TinyRun, job_resolution: int = RES
     with session_scope(sessions) as session:
         admin = session.scalar(select(User).where(User.username == "admin"))
         ds = _dataset(session, "train", zip_path, N_IMAGES)
+        ds.num_tumour = N_IMAGES // 2  # phantom_zip labels every other image tumour
         job = Job(dataset_id=ds.id, resolution=job_resolution, total_kimg=0.02, state="completed",
                   run_dir=str(tiny.snapshot_path.parent), options={"cond": cond})  # fmt: skip
         session.add(job)

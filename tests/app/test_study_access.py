@@ -129,6 +129,8 @@ def test_a_reader_mid_study_gets_403_on_every_source_image_route(live_app, admin
     with live_app.client("reader1") as r1:
         before = {u: _get(r1, m, u).status_code for m, u in urls}
     assert 403 not in before.values(), before
+    form = admin.get("/studies").text  # the form warns: reader1 reviewed held-out slices
+    assert "reader1 reviewed 3 of the 16 images of dataset" in form and "not blind" in form
     study = create_study(admin, w["world"], n_real=4, n_fake=4, readers=["reader1"])
     assert study["real_dataset_id"] == w["held"] and study["reals_held_out"]
     assert study["readers"][0]["reviewed_real_images"] in (0, 1)

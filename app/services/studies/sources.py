@@ -140,10 +140,11 @@ def reviewed_by(
         .where(Review.volume_id.in_(volumes), Review.user_id.in_([u.id for u in users]))
         .distinct()
     ).all()
-    names_by_id = {u.id: u.username for u in users}
+    seen: dict[int, set] = {u.id: set() for u in users}
     for user_id, volume_id, index in rows:
-        if (volume_id, index) in slices:
-            out[names_by_id[user_id]] += 1
+        seen[user_id].add((volume_id, index))
+    for u in users:  # images, not slices: each image of a reviewed slice counts
+        out[u.username] = sum((it.volume_id, it.slice_index) in seen[u.id] for it in items)
     return out
 
 
