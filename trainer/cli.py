@@ -191,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_metrics(argv)  # trainer.metrics.main dispatches this one itself
     if argv[:1] == ["info"]:
         return cmd_info(argv[1:])  # its sub-commands belong to trainer.info
+    if argv[:1] == ["utility"]:
+        from trainer.utility import main as utility_main  # its options: trainer.utility.cli
+
+        return utility_main(argv[1:])
     args = build_parser().parse_args(argv)
     handlers = {"train": cmd_train, "generate": cmd_generate}
     return handlers[args.command](args)

@@ -25,6 +25,7 @@ class NetworkConfig:
 
     img_resolution: int
     img_channels: int = 1
+    label_channels: int = 0  # the last label_channels of img_channels are mask channels
     c_dim: int = 0
     z_dim: int = 512
     w_dim: int = 512
@@ -44,6 +45,7 @@ class NetworkConfig:
             w_dim=self.w_dim,
             img_resolution=self.img_resolution,
             img_channels=self.img_channels,
+            label_channels=self.label_channels,
             mapping_layers=self.mapping_layers,
             channel_base=self.channel_base,
             channel_max=self.channel_max,

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 _IMAGE_RE = re.compile(r"(^|/)[^/]+\.png$", re.IGNORECASE)
+MASK_SUFFIX = ".mask.npy"  # label map beside its image: img00000000.png -> img00000000.mask.npy
 
 
 class DatasetError(ValueError):
@@ -32,6 +33,22 @@ class ImageDataset:
     names: list[str]
     provenance: dict[str, Any] = field(default_factory=dict)
     mirror: bool = False
+    masks: torch.Tensor | None = None  # [N, 1, R, R] uint8 label ids (0 = background), or None
+    label_names: tuple[str, ...] = ()  # channel k of the label part is label id k + 1
+
+    @property
+    def image_channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def label_channels(self) -> int:
+        """One channel per label (liver, tumour) when the zip has masks, else 0."""
+        return 0 if self.masks is None else len(self.label_names)
+
+    @property
+    def num_channels(self) -> int:
+        """What G makes and D sees: the image channel(s), then one channel per label."""
+        return self.image_channels + self.label_channels
 
     @property
     def resolution(self) -> int:
@@ -52,6 +69,8 @@ class ImageDataset:
 
     def to(self, device: torch.device | str) -> ImageDataset:
         self.images = self.images.to(device)
+        if self.masks is not None:
+            self.masks = self.masks.to(device)
         return self
 
     def get_images(self, idx: torch.Tensor) -> torch.Tensor:
@@ -63,6 +82,10 @@ class ImageDataset:
             x = (raw + 32768.0) * (2.0 / 65535.0) - 1.0
         else:
             x = raw * (2.0 / 255.0) - 1.0
+        if self.masks is not None:  # label k -> +1 in channel k, -1 elsewhere
+            m = self.masks.index_select(0, idx % n)  # [B, 1, R, R]
+            ids = torch.arange(1, self.label_channels + 1, device=m.device).view(1, -1, 1, 1)
+            x = torch.cat([x, (m == ids).float() * 2 - 1], dim=1)  # [B, C + L, R, R]
         if self.mirror:
             flip = (idx >= n).view(-1, 1, 1, 1)
             x = torch.where(flip, x.flip(-1), x)
@@ -105,16 +128,55 @@ def _read_json(zf: zipfile.ZipFile, name: str) -> Any:
         raise DatasetError(f"{name} in the zip is not valid JSON ({e})") from e
 
 
-def _read_members(path: str) -> tuple[list[tuple[str, bytes]], Any, Any]:
+def _read_members(path: str) -> tuple[list[tuple[str, bytes]], Any, Any, dict[str, bytes]]:
+    """(image members, dataset.json, medsynth.json, label-map members by name)."""
     if not os.path.isfile(path):
         raise DatasetError(f"dataset zip not found: {path}")
     try:
         with zipfile.ZipFile(path) as zf:
             names = sorted(n for n in zf.namelist() if _IMAGE_RE.search(n))
             members = [(n, zf.read(n)) for n in names]
-            return members, _read_json(zf, "dataset.json"), _read_json(zf, "medsynth.json")
+            masks = {n: zf.read(n) for n in zf.namelist() if n.endswith(MASK_SUFFIX)}
+            meta, prov = _read_json(zf, "dataset.json"), _read_json(zf, "medsynth.json")
+            return members, meta, prov, masks
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as e:
         raise DatasetError(f"{path} is not a readable zip file ({e})") from e
+
+
+def _label_names(provenance: Any) -> tuple[str, ...]:
+    """Label names by id 1.. from medsynth.json's masks description (default liver, tumour)."""
+    labels = (provenance or {}).get("masks") or {}
+    table = labels.get("labels") if isinstance(labels, dict) else None
+    if not isinstance(table, dict):
+        return ("liver", "tumour")
+    ids = sorted(int(k) for k in table if str(k).isdigit() and int(k) > 0)
+    if ids != list(range(1, len(ids) + 1)):
+        raise DatasetError(f"medsynth.json mask labels must be numbered 1..N, got {ids}")
+    return tuple(str(table[str(k)]) for k in ids)
+
+
+def _decode_masks(
+    names: list[str], found: dict[str, bytes], res: int, label_names: tuple[str, ...]
+) -> torch.Tensor | None:
+    """[N, 1, R, R] uint8 label maps paired with the images by name, or None without any."""
+    if not found:
+        return None
+    out = np.empty((len(names), 1, res, res), dtype=np.uint8)
+    for i, name in enumerate(names):
+        mask_file = name.removesuffix(".png").removesuffix(".PNG") + MASK_SUFFIX
+        if mask_file not in found:
+            raise DatasetError(f"{name} has no label map {mask_file} (the zip has masks)")
+        try:
+            arr = np.load(io.BytesIO(found[mask_file]), allow_pickle=False)
+        except ValueError as e:
+            raise DatasetError(f"{mask_file}: not a readable .npy array ({e})") from e
+        if arr.shape != (res, res) or arr.dtype != np.uint8:
+            got = f"{arr.dtype} {arr.shape}"
+            raise DatasetError(f"{mask_file}: need uint8 [{res}, {res}], not {got}")
+        if arr.max() > len(label_names):
+            raise DatasetError(f"{mask_file}: label {arr.max()} is not in {label_names}")
+        out[i, 0] = arr
+    return torch.from_numpy(out)
 
 
 def _labels_for(names: list[str], meta: Any) -> np.ndarray | None:
@@ -159,7 +221,7 @@ def load_dataset(
     workers: int = 1,
 ) -> ImageDataset:
     """Read and validate the zip; raises DatasetError with a message a user can act on."""
-    members, meta, provenance = _read_members(path)
+    members, meta, provenance, mask_members = _read_members(path)
     if not members:
         raise DatasetError(f"{path} contains no PNG images")
     names = [n for n, _ in members]
@@ -176,7 +238,9 @@ def load_dataset(
     else:
         images = torch.from_numpy(arr)
     prov = provenance if isinstance(provenance, dict) else {}
-    return ImageDataset(images, bits, labels, names, prov, mirror)
+    label_names = _label_names(prov) if mask_members else ()
+    masks = _decode_masks(names, mask_members, arr.shape[-1], label_names)
+    return ImageDataset(images, bits, labels, names, prov, mirror, masks, label_names)
 
 
 class InfiniteSampler:

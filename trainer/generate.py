@@ -2,6 +2,10 @@
 
 A seed's latent is np.random.RandomState(seed).randn(z_dim) and noise is the generator's
 constant noise, so seed N gives the same image whatever else is generated with it.
+
+A generator trained on image + mask (label_channels > 0) emits the image, then one channel per
+label; each image is written with its label map (seedNNNN.mask.png / seedNNNN.mask.nii.gz,
+0 background, 1 liver, 2 tumour), on the same grid and, for NIfTI, the same affine.
 """
 
 from __future__ import annotations
@@ -93,6 +97,45 @@ def generate_images(
     return to_uint(synthesize(G, seeds, psi, class_idx, device)[:, 0], bits)
 
 
+def split_channels(G: torch.nn.Module, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """G's output [N, C + L, R, R] -> (image [N, C, R, R], label channels [N, L, R, R])."""
+    ch = getattr(G, "image_channels", G.img_channels)
+    return out[:, :ch], out[:, ch:]
+
+
+def label_map(channels: torch.Tensor) -> np.ndarray:
+    """Label channels [N, L, R, R] in about [-1, 1] -> uint8 [N, R, R]: the label whose channel
+    is highest where it is above 0 (the midpoint of -1 'absent' and +1 'present'), else 0."""
+    if channels.shape[1] == 0:
+        return np.zeros((channels.shape[0], *channels.shape[2:]), np.uint8)
+    best = channels.float().argmax(dim=1) + 1  # [N, R, R]
+    present = channels.float().amax(dim=1) > 0
+    return torch.where(present, best, torch.zeros_like(best)).numpy().astype(np.uint8)
+
+
+def generate_pairs(
+    G: torch.nn.Module,
+    seeds: list[int],
+    psi: float = 1.0,
+    class_idx: int | None = None,
+    device="cpu",
+    bits: int = 8,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """For the web app: ([N, R, R] grayscale, [N, R, R] uint8 label maps or None)."""
+    G = G.to(device)
+    image, labels = split_channels(G, synthesize(G, seeds, psi, class_idx, device))
+    return to_uint(image[:, 0], bits), label_map(labels) if labels.shape[1] else None
+
+
+def pixel_spacing(info: dict) -> tuple[float, float] | None:
+    """(row, column) mm of the training images, from the snapshot's medsynth.json facts."""
+    prov = info.get("provenance") or {}
+    sp = prov.get("pixel_spacing_mm")
+    if isinstance(sp, list | tuple) and len(sp) == 2 and all(float(v) > 0 for v in sp):
+        return float(sp[0]), float(sp[1])
+    return None
+
+
 def to_hu(img: torch.Tensor, mapping: dict) -> np.ndarray:
     """[-1, 1] floats -> float32 HU with the dataset's linear pixel mapping {"lo", "hi"}."""
     x = (img.float().clamp(-1, 1) + 1) / 2
@@ -108,12 +151,26 @@ def save_png(arr: np.ndarray, path: str) -> None:
         Image.fromarray(arr.astype(np.uint8)).save(path, format="PNG")
 
 
-def save_nifti(hu: np.ndarray, path: str, window: dict | None = None) -> None:
-    """One axial slice as [X, Y, 1] float32 (x = image column, y = image row), 1 mm voxels."""
+def nifti_affine(spacing: tuple[float, float] | None) -> np.ndarray:
+    """Voxel -> mm for [X = column, Y = row, 1]; 1 mm voxels when the spacing is unknown."""
+    affine = np.eye(4)
+    if spacing is not None:
+        affine[0, 0], affine[1, 1] = spacing[1], spacing[0]
+    return affine
+
+
+def save_nifti(
+    hu: np.ndarray,
+    path: str,
+    window: dict | None = None,
+    spacing: tuple[float, float] | None = None,
+) -> None:
+    """One axial slice as [X, Y, 1] (x = image column, y = image row): float32 HU, or a uint8
+    label map; `spacing` (row, column mm) goes into the affine, else 1 mm voxels."""
     import nibabel as nib
 
     data = np.ascontiguousarray(hu.T[:, :, None])
-    nii = nib.Nifti1Image(data, np.eye(4))
+    nii = nib.Nifti1Image(data, nifti_affine(spacing))
     nii.header.set_xyzt_units("mm")
     if window:
         nii.header["cal_min"], nii.header["cal_max"] = window["lo"], window["hi"]
@@ -164,6 +221,13 @@ def run_generate(args) -> int:
     from trainer.distributed import pick_device
     from trainer.snapshot import load_generator
 
+    explicit = getattr(args, "z", None) or getattr(args, "c", None)
+    if explicit or args.format == "npy" or getattr(args, "noise_mode", "const") != "const":
+        from trainer.generate_raw import run_generate_raw
+
+        return run_generate_raw(args)
+    if not args.seeds:
+        raise ValueError("give --seeds or --z FILE.npy")
     device = pick_device(args.device)
     seeds = parse_seeds(args.seeds)
     G, info = load_generator(args.snapshot, device, ema=not args.raw, return_info=True)
@@ -174,13 +238,25 @@ def run_generate(args) -> int:
             "window or HU range); pass --hu LO,HI or use --format png/png16"
         )
     os.makedirs(args.outdir, exist_ok=True)
+    spacing = pixel_spacing(info)
     for i in range(0, len(seeds), args.batch):
         chunk = seeds[i : i + args.batch]
-        imgs = synthesize(G, chunk, args.trunc, args.class_idx, device, args.batch)[:, 0]
-        for seed, img in zip(chunk, imgs, strict=True):
+        out = synthesize(G, chunk, args.trunc, args.class_idx, device, args.batch)
+        image, channels = split_channels(G, out)
+        labels = label_map(channels) if channels.shape[1] else [None] * len(chunk)
+        for seed, img, lab in zip(chunk, image[:, 0], labels, strict=True):
             base = os.path.join(args.outdir, f"seed{seed:04d}")
-            if args.format == "nifti":
-                save_nifti(to_hu(img, mapping), base + ".nii.gz", mapping)
-            else:
-                save_png(to_uint(img, 16 if args.format == "png16" else 8), base + ".png")
+            _write_one(base, args.format, img, lab, mapping, spacing)
     return len(seeds)
+
+
+def _write_one(base: str, fmt: str, img, labels, mapping, spacing) -> None:
+    """One generated image (and its label map, when the generator makes one)."""
+    if fmt == "nifti":
+        save_nifti(to_hu(img, mapping), base + ".nii.gz", mapping, spacing)
+        if labels is not None:
+            save_nifti(labels, base + ".mask.nii.gz", None, spacing)
+        return
+    save_png(to_uint(img, 16 if fmt == "png16" else 8), base + ".png")
+    if labels is not None:
+        save_png(labels, base + ".mask.png")

@@ -200,12 +200,16 @@ class Generator(torch.nn.Module):
         channel_max: int = 512,
         bf16_min_res: int = 0,
         conv_clamp: float | None = 256,
+        label_channels: int = 0,
     ):
         init_kwargs = constructor_args(locals())
         super().__init__()
         self.init_kwargs = init_kwargs
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
+        # Paired synthesis: the last `label_channels` outputs are mask channels (one per label).
+        self.label_channels = label_channels
+        self.image_channels = img_channels - label_channels
         self.synthesis = SynthesisNetwork(
             w_dim, img_resolution, img_channels, channel_base, channel_max, bf16_min_res, conv_clamp
         )

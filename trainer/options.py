@@ -75,7 +75,8 @@ def config_from_args(
     c_dim = dataset.c_dim if args.cond else 0
     net = NetworkConfig(
         img_resolution=res,
-        img_channels=1,
+        img_channels=dataset.num_channels,  # the image, then one channel per mask label
+        label_channels=dataset.label_channels,
         c_dim=c_dim,
         mapping_layers=_pick(args.map, pv["mapping_layers"]),
         channel_base=_pick(args.cbase, pv["channel_base"]),

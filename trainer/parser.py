@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "fetch-weights", help="download the metrics' pretrained weights (trainer.metrics)"
     )
+    sub.add_parser("utility", help="does synthetic data help segmentation? (trainer.utility)")
     i = sub.add_parser("info", help="print a snapshot's facts as one JSON line")
     i.add_argument("--snapshot", required=True)
     return parser

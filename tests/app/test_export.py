@@ -193,3 +193,95 @@ def test_export_refuses_a_render_that_no_longer_matches_its_hash(sessions, setti
     with session_scope(sessions) as s, pytest.raises(Conflict, match="content hash"):
         export_zip(s, settings, dataset_id, tmp_path / "x.zip", rerender=True)
     assert not (tmp_path / "x.zip").exists()
+
+
+def _with_mask(session, settings, name="masked") -> object:
+    """A volume whose mask marks the 90 HU 'liver' of off_centre_body (label 1) plus a
+    tumour square (label 2) inside it, cached as ingest would leave it."""
+    from tests.app.curation_data import add_volume
+
+    hu = off_centre_body()
+    vol = add_volume(session, settings, hu, name)
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[hu >= 85] = 1
+    labels[33:36, 49:52, :] = 2
+    path = settings.volumes_dir / f"{name}-mask.npy"
+    np.save(path, np.asfortranarray(labels))
+    vol.mask_cache_path = str(path)
+    session.flush()
+    return vol
+
+
+def _masked_zip(sessions, settings, tmp_path, bits=8):
+    from pathlib import Path
+
+    from app.services.curation.export import content_hash, render_images, write_zip
+
+    with session_scope(sessions) as s:
+        vol = _with_mask(s, settings)
+        for k in (1, 2):
+            review(s, vol, k, "reader1", "approved", "tumour" if k == 1 else "normal")
+    dataset_id = _freeze(sessions, settings, bits=bits)
+    with session_scope(sessions) as s:
+        d = s.get(DatasetVersion, dataset_id)
+        es = ExportSettings.of(d)
+        work = tmp_path / "work"
+        work.mkdir()
+        images = render_images(s, settings, d.items, es, Path(work), masks=True)
+        out = tmp_path / "masked.zip"
+        write_zip(out, d, es, images, Path(work))
+        return out, content_hash(es, images), d.content_hash
+
+
+def test_masks_are_stored_beside_images_and_described(sessions, settings, tmp_path):
+    out, masked_hash, plain_hash = _masked_zip(sessions, settings, tmp_path)
+    assert masked_hash != plain_hash  # the label maps are part of what the hash covers
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        assert names == sorted(names) or names[0] == "dataset.json"
+        assert "img00000000.mask.npy" in names and "img00000001.mask.npy" in names
+        labels = json.loads(zf.read("dataset.json"))
+        meta = json.loads(zf.read("medsynth.json"))
+        mask = np.load(io.BytesIO(zf.read("img00000000.mask.npy")))
+        image = np.asarray(_decode(zf.read("img00000000.png")))
+    assert labels["masks"][0] == ["img00000000.png", "img00000000.mask.npy"]
+    assert meta["masks"]["labels"] == {"0": "background", "1": "liver", "2": "tumour"}
+    assert meta["images"][0]["mask"]["file"] == "img00000000.mask.npy"
+    assert meta["images"][0]["mask"]["tumour_pixels"] > 0
+    assert meta["pixel_spacing_mm"] == meta["images"][0]["pixel_spacing_mm"]
+    assert mask.dtype == np.uint8 and mask.shape == image.shape == (64, 64)
+    assert set(np.unique(mask)) <= {0, 1, 2}
+    # aligned: the liver label sits on the bright (90 HU) pixels, not on the 40 HU body
+    bright = image > 186  # halfway between the body (40 HU, ~144) and the liver (90 HU, ~229)
+    liver = mask > 0
+    rows, cols = np.nonzero(liver)  # near the liver: LANCZOS rings at the body's edge
+    near = np.zeros_like(liver)
+    near[rows.min() - 3 : rows.max() + 4, cols.min() - 3 : cols.max() + 4] = True
+    overlap = (bright & liver).sum() / max(((bright & near) | liver).sum(), 1)
+    assert overlap > 0.8, overlap
+
+
+def test_a_volume_without_mask_is_refused_for_a_masked_export(sessions, settings, tmp_path):
+    from pathlib import Path
+
+    from app.services.curation.export import render_images
+
+    with session_scope(sessions) as s:
+        curated(s, settings)
+    dataset_id = _freeze(sessions, settings)
+    with session_scope(sessions) as s:
+        d = s.get(DatasetVersion, dataset_id)
+        with pytest.raises(Conflict, match="has no segmentation mask"):
+            render_images(s, settings, d.items, ExportSettings.of(d), Path(tmp_path), masks=True)
+
+
+def test_the_trainer_reads_the_masks_as_channels(sessions, settings, tmp_path):
+    from trainer.dataset import load_dataset
+
+    out, _, _ = _masked_zip(sessions, settings, tmp_path)
+    ds = load_dataset(str(out))
+    assert ds.num_channels == 3 and ds.label_channels == 2
+    x = ds.get_images(__import__("torch").arange(2))
+    assert x.shape == (2, 3, 64, 64)
+    assert set(x[:, 1:].unique().tolist()) <= {-1.0, 1.0}
+    assert (x[0, 2] > 0).any()  # the tumour channel of the tumour slice

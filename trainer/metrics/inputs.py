@@ -112,12 +112,13 @@ def generate_samples(
     seeds = np.arange(seed, seed + num, dtype=np.int64)
     classes = sample_classes(G.c_dim, labels, num, seed)
     res = G.img_resolution
-    out = allocate((num, G.img_channels, res, res), workdir)
+    ch = getattr(G, "image_channels", G.img_channels)  # paired masks: score the image only
+    out = allocate((num, ch, res, res), workdir)
     for start in range(0, num, batch):
         end = min(start + batch, num)
         z = seed_latents(seeds[start:end].tolist(), G.z_dim).to(device)  # [B, z_dim]
         c = one_hot(None if classes is None else classes[start:end], G.c_dim, device)
-        img = G(z, c, truncation_psi=truncation_psi, noise_mode=noise_mode)  # [B, C, R, R]
+        img = G(z, c, truncation_psi=truncation_psi, noise_mode=noise_mode)[:, :ch]  # [B, C, R, R]
         out[start:end] = to_uint8(img).cpu().numpy()
         if progress:
             progress("generate", end, num)

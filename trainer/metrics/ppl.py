@@ -98,7 +98,8 @@ def path_distances(
         c2 = None if c is None else torch.cat([c, c])  # the same class at both ends
         w0, w1 = G.mapping(z, c2).chunk(2)  # [n, num_ws, w_dim] each
         ws = torch.cat([w0.lerp(w1, t), w0.lerp(w1, t + epsilon)])
-        img = _to_rgb255(G.synthesis(ws, noise_mode="const"))  # [2n, 3, R, R]
+        ch = getattr(G, "image_channels", G.img_channels)  # paired masks: the image only
+        img = _to_rgb255(G.synthesis(ws, noise_mode="const")[:, :ch])  # [2n, 3, R, R]
         d = similarity(*img.chunk(2)).reshape(n).double() / epsilon**2
         out.append(d.cpu().numpy())
         if progress:
