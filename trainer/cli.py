@@ -42,6 +42,11 @@ def _resume_state(args: argparse.Namespace, run_dir: str) -> tuple[dict | None, 
         raise UsageError(f"--resume latest: no snapshot-*.pt in {run_dir}")
     state = load_snapshot(path, "cpu")
     same_run = os.path.dirname(path) == run_dir
+    if same_run and "sampler" not in state:
+        raise UsageError(
+            f"{os.path.basename(path)} is an imported checkpoint, not a run's snapshot: "
+            "fine-tune from it with --resume FILE and another --outdir"
+        )
     return state, "resume" if same_run else "finetune"
 
 
@@ -161,6 +166,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_pkl(args: argparse.Namespace) -> int:
+    """One JSON line about the written snapshot; exit 2 for a refused or unmappable file."""
+    from trainer.import_pkl import CheckpointImportError, RefusedPickle, run_import
+
+    if not os.path.isfile(args.pkl):
+        print(f"error: {args.pkl} not found", file=sys.stderr)
+        return 2
+    try:
+        facts = run_import(args)
+    except (RefusedPickle, CheckpointImportError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(facts))
+    return 0
+
+
 def cmd_metrics(argv: list[str]) -> int:
     """Delegates to trainer.metrics.main(argv), which another module provides."""
     try:
@@ -196,5 +217,5 @@ def main(argv: list[str] | None = None) -> int:
 
         return utility_main(argv[1:])
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "generate": cmd_generate}
+    handlers = {"train": cmd_train, "generate": cmd_generate, "import-pkl": cmd_import_pkl}
     return handlers[args.command](args)

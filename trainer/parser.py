@@ -88,11 +88,20 @@ def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="images from a snapshot")
     a = p.add_argument
     a("--snapshot", required=True, help="snapshot-KKKKKK.pt")
-    a("--seeds", required=True, help="e.g. 0-99 or 1,5,7")
+    a("--seeds", help="e.g. 0-99 or 1,5,7 (or --z)")
+    a("--z", metavar="FILE.npy", help="float32 latents [N, z_dim] instead of seeds")
+    a("--c", metavar="FILE.npy", help="float32 labels [N, c_dim] for --z (or --class K)")
+    a("--noise-mode", choices=["const", "random", "none"], default="const")
+    a("--noise-seed", type=int, default=0, help="seed of --noise-mode random (default 0)")
     a("--trunc", type=float, default=1.0, help="truncation psi (default 1 = none)")
     a("--class", dest="class_idx", type=int, help="class for a conditional generator")
     a("--outdir", required=True)
-    a("--format", choices=["png", "png16", "nifti"], default="png")
+    a(
+        "--format",
+        choices=["png", "png16", "nifti", "npy"],
+        default="png",
+        help="npy: images.npy, G's raw float32 output [N, C, R, R] before any windowing",
+    )
     a("--hu", help="LO,HI (write --hu=-1000,1000): HU at pixel 0 and at full scale")
     a("--device", choices=["cpu", "cuda", "auto"], default="auto")
     a("--raw", action="store_true", help="use G instead of G_ema")
@@ -104,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_generate(sub)
+    imp = sub.add_parser(
+        "import-pkl",
+        help="a published StyleGAN2-ADA .pkl as a snapshot to fine-tune (runs nothing from it)",
+    )
+    imp.add_argument("pkl", metavar="FILE.pkl")
+    imp.add_argument("--out", required=True, metavar="SNAPSHOT.pt")
+    imp.add_argument(
+        "--channels", type=int, choices=[1, 3], help="1: RGB to gray by luma; default: as is"
+    )
     # Listed for --help only: main() hands these argv to trainer.metrics.main unparsed.
     sub.add_parser(
         "metrics", help="quality metrics of a snapshot, one JSON object (trainer.metrics)"

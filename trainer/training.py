@@ -209,8 +209,10 @@ class Trainer:
         self.G.load_state_dict(state["G"]["state_dict"])
         self.D.load_state_dict(state["D"]["state_dict"])
         self.G_ema.load_state_dict(state["G_ema"]["state_dict"])
-        self.opt["G"].load_state_dict(state["opt_G"])
-        self.opt["D"].load_state_dict(state["opt_D"])
+        if state.get("opt_G") is not None:  # an imported checkpoint has no optimizer state
+            self.opt["G"].load_state_dict(state["opt_G"])
+        if state.get("opt_D") is not None:
+            self.opt["D"].load_state_dict(state["opt_D"])
         if self.augment_pipe is not None and self.cfg.augment.mode == "ada":
             self.augment_pipe.p.copy_(torch.as_tensor(state["augment"]["p"]))
         self.loss.pl_mean.copy_(state["pl_mean"])
