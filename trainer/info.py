@@ -70,7 +70,11 @@ def defaults(res: int, gpus: int = 0, batch: int | None = None, cfg: str = "auto
     """A fresh run's options at `res` (the same functions `train` uses)."""
     world = max(gpus, 1)
     pv = preset_values(cfg, res, world, batch)
-    net, train, aug = NetworkConfig(img_resolution=res), TrainConfig(batch=pv["batch"]), AugmentConfig()
+    net, train, aug = (
+        NetworkConfig(img_resolution=res),
+        TrainConfig(batch=pv["batch"]),
+        AugmentConfig(),
+    )
     macs = network_macs(res, pv["channel_base"], pv["channel_max"], net.z_dim, pv["mapping_layers"])
     return {
         "res": res,
