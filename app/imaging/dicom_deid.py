@@ -60,7 +60,7 @@ def identifiers(ds: Dataset) -> set[str]:
         values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
         for v in values:
             text = str(v).strip()
-            if not text:
+            if len(text) < 3:  # too short to scrub without mangling every message
                 continue
             found.add(text)
             found.update(p for p in re.split(r"[\^=\s,]+", text) if len(p) >= 3)

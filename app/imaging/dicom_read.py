@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pydicom.config
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -21,6 +22,9 @@ CT = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
 SEG = "1.2.840.10008.5.1.4.1.1.66.4"
 DICOMDIR = "1.2.840.10008.1.3.10"
+# pydicom's reading validation warns with the offending value (a malformed PatientName would
+# be echoed into the server log); values are checked where they are used instead.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 
 @dataclass

@@ -9,12 +9,13 @@ skipped and counted, not written.
 
 from __future__ import annotations
 
+import shutil
 import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from app.errors import InvalidInput, PayloadTooLarge
+from app.errors import InsufficientStorage, InvalidInput, PayloadTooLarge
 
 MAX_MEMBERS = 20_000  # a CT study export is a few thousand files at most
 _CHUNK = 4 * 1024**2
@@ -88,6 +89,7 @@ def extract_dicom(path: Path, dest: Path, limit: int, name: str | None = None) -
     with zf:
         members = check_members(zf, name, limit)
         dest.mkdir(parents=True, exist_ok=True)
+        _check_free_space(dest, sum(i.file_size for i in members), name)
         for index, info in enumerate(members):
             target = dest / f"{index:05d}.dcm"
             try:
@@ -99,6 +101,16 @@ def extract_dicom(path: Path, dest: Path, limit: int, name: str | None = None) -
                 raise InvalidInput(f"{name}: member {info.filename!r} is corrupt ({exc})") from exc
             out.files.append((info.filename, target))
     return out
+
+
+def _check_free_space(dest: Path, unpacked: int, name: str) -> None:
+    """Unpacked files, the scratch HU copy and the cache: about twice the unpacked size."""
+    free = shutil.disk_usage(dest).free
+    if free < 2 * unpacked + 64 * 1024**2:
+        raise InsufficientStorage(
+            f"not enough disk space to unpack {name}: needs about {2 * unpacked / 1e6:,.0f} MB, "
+            f"{free / 1e6:,.0f} MB free"
+        )
 
 
 class _NotDicom(Exception):
