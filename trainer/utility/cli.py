@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--res", type=int, help="train and test at this size (default: the data's)")
     a("--device", choices=["cpu", "cuda", "auto"], default="auto")
     a("--trunc", type=float, default=1.0, help="truncation psi of the synthetic images")
+    a("--threads", type=int, default=1, help="CPU threads (default 1: these small networks "
+      "run fastest on one thread, above all on a shared machine; 0 = torch's default)")  # fmt: skip
     a("--out", help="also write the result JSON to this file")
     a("--progress-json", action="store_true", help="progress as JSON lines on stderr")
     return p
@@ -80,18 +82,26 @@ class Progress:
 
 
 def _time_per_step(task: str, res: int, spec: tasks.TrainSpec, device) -> float:
-    """Seconds per training step, measured on a throwaway model (3 steps after 1 warm-up)."""
+    """Seconds per training step, measured on a throwaway model (6 steps after 2 warm-up
+    steps, which allocate and pick kernels)."""
     from trainer.utility.data import Samples
 
     n = spec.batch
     dummy = Samples(torch.zeros(n, 1, res, res), torch.zeros(n, res, res).long(),
                     torch.zeros(n).long())  # fmt: skip
-    warm = tasks.TrainSpec(1, spec.batch, spec.lr, spec.channels)
+    warm, timed = (tasks.TrainSpec(k, spec.batch, spec.lr, spec.channels) for k in (2, 6))
     tasks.train(task, dummy, warm, 0, False, device)
     t0 = time.perf_counter()
-    tasks.train(task, dummy, tasks.TrainSpec(3, spec.batch, spec.lr, spec.channels), 0, True,
-                device)  # fmt: skip
-    return (time.perf_counter() - t0) / 3
+    tasks.train(task, dummy, timed, 0, True, device)
+    return (time.perf_counter() - t0) / 6
+
+
+def _time_per_image(G, task: str, device) -> float:
+    """Seconds per generated pair (one warm-up batch of 2, then a timed batch of 4)."""
+    synthetic(G, 2, task, 0.5, 0, device)
+    t0 = time.perf_counter()
+    synthetic(G, 4, task, 0.5, 0, device)
+    return (time.perf_counter() - t0) / 4
 
 
 def _generator(args, plan: experiment.Plan, device):
@@ -111,6 +121,8 @@ def run(args: argparse.Namespace, progress_json: bool) -> dict:
     if args.seeds < 1 or args.steps < 0 or args.batch < 1:
         raise UtilityError("--seeds and --batch must be >= 1, --steps >= 0")
     device = pick_device(args.device)
+    if device.type == "cpu" and args.threads > 0:
+        torch.set_num_threads(args.threads)
     real, train_ds = load_samples(args.train, args.task, args.res)
     test, test_ds = load_samples(args.test, args.task, args.res)
     res = real.images.shape[-1]
@@ -128,16 +140,19 @@ def run(args: argparse.Namespace, progress_json: bool) -> dict:
     progress = Progress(plan.total_steps, progress_json)
     _install_stop(progress)
     sec = _time_per_step(args.task, res, spec, device)
+    gen_sec = _time_per_image(G, args.task, device) * plan.pool_size if G is not None else 0.0
+    estimate = sec * plan.total_steps + gen_sec
     progress.say(
-        f"estimate: about {sec * plan.total_steps / 60:.1f} min for {len(plan.runs)} trainings "
-        f"x {spec.steps} steps ({sec * 1000:.0f} ms/step at {res}², batch {spec.batch}) on "
-        f"{device}, plus {plan.pool_size} synthetic images"
+        f"estimate: about {estimate / 60:.1f} min for {len(plan.runs)} trainings x "
+        f"{spec.steps} steps ({sec * 1000:.0f} ms/step at {res}², batch {spec.batch}) on "
+        f"{device}, plus {plan.pool_size} synthetic images (about {gen_sec:.0f} s)"
     )
     pool = None
     if G is not None:
         freq = float(real.classes.float().mean())
         pool = resize(synthetic(G, plan.pool_size, args.task, freq, 0, device), res)
         progress.say(f"generated {len(pool)} synthetic pairs")
+    progress.t0 = time.time()  # the remaining-time figure is about training from here
     scores = experiment.run_all(plan, real, test, pool, device, progress)
     results = experiment.summarise(plan, scores, test)
     return {
@@ -149,7 +164,7 @@ def run(args: argparse.Namespace, progress_json: bool) -> dict:
         "options": {"arms": [a.name for a in plan.arms], "fractions": plan.fractions,
                     "seeds": plan.seeds, "steps": spec.steps, "batch": spec.batch,
                     "device": str(device), "snapshot": args.snapshot, "trunc": args.trunc},
-        "estimate_s": round(sec * plan.total_steps, 1),
+        "estimate_s": round(estimate, 1),
         "seconds": round(time.time() - t0, 1),
     }  # fmt: skip
 
