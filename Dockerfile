@@ -19,4 +19,6 @@ VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"
+# serve's defaults bound slow clients (--header-timeout 10 --body-timeout 60 --keep-alive 5
+# --limit-concurrency 256); see README "Security".
 CMD ["sh", "-c", "python -m app migrate && python -m app serve --host 0.0.0.0 --port 8000 --demo-on-first-start"]

@@ -30,14 +30,40 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
+    from app.server import ServerLimits, make_config
     from app.services.accounts.bootstrap import first_start
 
     factory = _sessions(settings)
     with session_scope(factory) as session:
         first_start(session, settings, demo=args.demo_on_first_start, out=print)
     print(f"MedSynth on http://{args.host}:{args.port}", flush=True)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    limits = ServerLimits(
+        header_timeout_s=args.header_timeout, body_idle_timeout_s=args.body_timeout,
+        keep_alive_s=args.keep_alive, limit_concurrency=args.limit_concurrency,
+    )  # fmt: skip
+    config = make_config(create_app(settings), args.host, args.port, limits,
+                         forwarded_allow_ips=args.forwarded_allow_ips)  # fmt: skip
+    uvicorn.Server(config).run()
     return 0
+
+
+def _serve_limits(s: argparse.ArgumentParser) -> None:
+    """Slow and greedy clients (issue 16); the README's "Security" section explains them."""
+    from app.server import ServerLimits
+
+    d = ServerLimits()
+    # fmt: off
+    s.add_argument("--header-timeout", type=float, default=d.header_timeout_s,
+                   help="seconds a client may take to send the request line and headers")
+    s.add_argument("--body-timeout", type=float, default=d.body_idle_timeout_s,
+                   help="longest pause (s) between two chunks of a request body")
+    s.add_argument("--keep-alive", type=int, default=d.keep_alive_s,
+                   help="seconds an idle keep-alive connection stays open")
+    s.add_argument("--limit-concurrency", type=int, default=d.limit_concurrency,
+                   help="connections + running requests; beyond it 503")
+    s.add_argument("--forwarded-allow-ips", default=None,
+                   help="trust X-Forwarded-For/-Proto from these proxy addresses (e.g. 127.0.0.1)")
+    # fmt: on
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -104,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="create the admin account and demo volumes when the database is empty",
     )
+    _serve_limits(s)
     s.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="upgrade the database to the newest revision").set_defaults(
         func=cmd_migrate

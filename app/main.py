@@ -17,7 +17,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.db import make_engine, make_sessionmaker
 from app.errors import DomainError, NotAuthenticated, TooManyRequests
 from app.http_guards import BodyCheck, SecurityHeaders, guard_input
-from app.routes import auth, datasets, home, jobs, metrics, snapshots, studies, users, volumes
+from app.routes import (
+    auth,
+    datasets,
+    docs,
+    home,
+    jobs,
+    metrics,
+    snapshots,
+    studies,
+    users,
+    volumes,
+)
 from app.services import limits
 from app.services.evaluation.metric_monitor import MetricRunFollower
 from app.services.training.job_monitor import JobMonitor
@@ -113,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.monitor.stop()
         app.state.engine.dispose()
 
-    # No public /docs or /openapi.json: every route except login, /healthz and static needs a user.
+    # /docs and /openapi.json are routes of their own (app/routes/docs.py) that need a user.
     app = FastAPI(
         title="MedSynth",
         lifespan=lifespan,
@@ -135,7 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict:
         return {"status": "ok"}
 
-    for module in (auth, users, home, volumes, datasets, jobs, snapshots, metrics, studies):
+    for module in (auth, users, docs, home, volumes, datasets, jobs, snapshots, metrics, studies):
         app.include_router(module.router)
     return app
 
