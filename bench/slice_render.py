@@ -43,7 +43,7 @@ def prepare(data: Path, slices: int) -> str:
     engine = make_engine(settings.database_url)
     with session_scope(make_sessionmaker(engine)) as s:
         ingest_file(s, settings, data / "v.nii.gz", data / "m.nii.gz")
-        token = create_token(s, create_user(s, "bench", "admin", "bench-password"))
+        token = create_token(s, create_user(s, "bench", "admin", "timing-run-passphrase"))
     engine.dispose()
     return token
 

@@ -81,7 +81,7 @@ def run(url: str, steps: int) -> dict:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(url + "/login")
         page.fill("input[name=username]", "bench")
-        page.fill("input[name=password]", "bench-password")
+        page.fill("input[name=password]", "timing-run-passphrase")
         page.click("button[type=submit]")
         page.wait_for_url(lambda u: "/login" not in u)
         for kind, start in (("step", 2), ("wheel", 2 + steps + 1), ("cine", 2)):
