@@ -105,7 +105,7 @@ def test_pages_show_counts_freeze_form_and_grid(curated_app):
     with browser(curated_app.url, "reader2") as c:
         page = c.get("/datasets")
         assert page.status_code == 200
-        assert re.search(r'big-number">3</span> slices approved now', page.text)
+        assert re.search(r'big-number">3</span> slices to freeze', page.text)
         assert "1 tumour" in page.text and "2 normal" in page.text
         assert "Any logged-in user may freeze" in page.text
         form = {
@@ -114,6 +114,7 @@ def test_pages_show_counts_freeze_form_and_grid(curated_app):
             "window": "custom",
             "custom_window": "400,50",
             "bit_depth": "16",
+            "volume_ids": "1",
         }
         token = page_token(page.text)
         r = c.post("/datasets", data=form)

@@ -1,8 +1,10 @@
-"""Dataset versions: freeze the currently approved slices into an immutable, hashed zip."""
+"""Dataset versions: freeze approved slices into immutable, hashed zips (one, or a patient-level
+train / val / test split), and the held-out check other features rely on."""
 
 from __future__ import annotations
 
 import tempfile
+import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,14 @@ from app.imaging.window import PRESETS as WINDOW_PRESETS
 from app.imaging.window import parse_window
 from app.models import DatasetItem, DatasetVersion, Review, User, utcnow
 from app.services.curation import audit
+from app.services.curation.composition import (
+    SPLITS,
+    Filters,
+    Split,
+    check_split,
+    count_by_volume,
+    split_volumes,
+)
 from app.services.curation.export import (
     HU_MODE,
     ExportSettings,
@@ -24,7 +34,7 @@ from app.services.curation.export import (
     stored_zip,
     write_zip,
 )
-from app.services.curation.reviews import approved_reviews
+from app.services.curation.volumes import patient_key
 from app.settings import Settings
 
 RESOLUTIONS = tuple(2**k for k in range(4, 11))  # 16 .. 1024
@@ -45,8 +55,9 @@ class ApprovedSummary:
 
 
 def approved_summary(session: Session) -> ApprovedSummary:
-    reviews = approved_reviews(session)
-    return ApprovedSummary(len(reviews), sum(r.label == "tumour" for r in reviews))
+    """Approved slices of the unarchived volumes (what a freeze without filters takes)."""
+    rows = count_by_volume(session, Filters())
+    return ApprovedSummary(sum(r.total for r in rows), sum(r.tumour for r in rows))
 
 
 def parse_export_window(spec: str) -> tuple[str, float, float]:
@@ -86,17 +97,101 @@ def freeze_dataset(
     window: str,
     bit_depth: int,
     user: User,
+    *,
+    filters: Filters | None = None,
+    masks: bool = False,
 ) -> DatasetVersion:
-    """Freeze the approved slices (latest review per slice) and write the version's zip.
+    """Freeze the approved slices the filters keep (default: every unarchived volume, latest
+    review per slice) into one version and its zip, and commit.
 
     The images are rendered before any row is written, so reviewers are not blocked by a
-    long freeze; the caller commits. A failure leaves no rows and no files behind."""
-    name, resolution, (wname, width, level), bit_depth = validate(
-        name, resolution, window, bit_depth
-    )
-    reviews = approved_reviews(session)
+    long freeze. A failure leaves no rows and no files behind."""
+    params = validate(name, resolution, window, bit_depth)
+    filters = filters or Filters()
+    reviews = [r for row in count_by_volume(session, filters) for r in row.reviews]
     if not reviews:
-        raise Conflict("no approved slices to freeze: approve slices in the viewer first")
+        raise Conflict(_nothing_to_freeze(filters))
+    parts = {None: reviews}
+    return _freeze_parts(session, settings, params, parts, user, filters, masks)[None]
+
+
+def freeze_split(
+    session: Session,
+    settings: Settings,
+    name: str,
+    resolution: int,
+    window: str,
+    bit_depth: int,
+    user: User,
+    *,
+    split: Split,
+    filters: Filters | None = None,
+    masks: bool = False,
+) -> dict[str, DatasetVersion | None]:
+    """Freeze train / val / test versions split by patient (volume when no patient key), in
+    one transaction; a split with fraction 0 answers None."""
+    params = validate(name, resolution, window, bit_depth)
+    filters = filters or Filters()
+    rows = count_by_volume(session, filters)
+    if not any(r.total for r in rows):
+        raise Conflict(_nothing_to_freeze(filters))
+    parts = {
+        role: [r for row in part for r in row.reviews]
+        for role, part in split_volumes(rows, check_split(split)).items()
+    }
+    parts = {role: reviews for role, reviews in parts.items() if reviews}
+    versions = _freeze_parts(session, settings, params, parts, user, filters, masks, split)
+    return {role: versions.get(role) for role in SPLITS}
+
+
+def _nothing_to_freeze(filters: Filters) -> str:
+    if filters == Filters():
+        return "no approved slices to freeze: approve slices in the viewer first"
+    return "no approved slices match these volumes and filters: widen the selection"
+
+
+def _freeze_parts(
+    session: Session,
+    settings: Settings,
+    params: tuple,
+    parts: dict[str | None, list[Review]],
+    user: User,
+    filters: Filters,
+    masks: bool,
+    split: Split | None = None,
+) -> dict[str | None, DatasetVersion]:
+    """Write one version (and zip) per part, then commit once; on failure remove every zip."""
+    group = uuid.uuid4().hex if split is not None else None
+    composition = filters.as_dict() | (
+        {"split": {"val": split.val, "test": split.test, "seed": split.seed}} if split else {}
+    )
+    written: list[Path] = []
+    versions = {}
+    try:
+        for role, reviews in parts.items():
+            d = _build_version(session, settings, params, reviews, user, masks, written)
+            d.split, d.split_group, d.composition = role, group, composition
+            versions[role] = d
+        session.commit()
+    except BaseException:
+        session.rollback()
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return versions
+
+
+def _build_version(
+    session: Session,
+    settings: Settings,
+    params: tuple,
+    reviews: list[Review],
+    user: User,
+    masks: bool,
+    written: list[Path],
+) -> DatasetVersion:
+    """Render, hash and write one version's zip; adds its rows (flushed, not committed)."""
+    name, resolution, (wname, width, level), bit_depth = params
     dataset = DatasetVersion(
         name=name,
         resolution=resolution,
@@ -104,6 +199,7 @@ def freeze_dataset(
         window_width=width,
         window_level=level,
         bit_depth=bit_depth,
+        masks=masks,
         content_hash="",
         num_images=len(reviews),
         num_tumour=sum(r.label == "tumour" for r in reviews),
@@ -127,6 +223,7 @@ def freeze_dataset(
         session.add(dataset)
         session.flush()  # the id goes into medsynth.json and the file name
         final = (settings.datasets_dir / f"dataset-{dataset.id:06d}.zip").resolve()
+        written.append(final)
         write_zip(final, dataset, es, images, Path(work))
     dataset.zip_path = str(final)
     audit.record(
@@ -141,12 +238,56 @@ def freeze_dataset(
         window=wname,
         bit_depth=bit_depth,
     )
-    try:
-        session.flush()
-    except BaseException:
-        final.unlink(missing_ok=True)
-        raise
+    session.flush()
     return dataset
+
+
+def version_volume_ids(dataset: DatasetVersion) -> list[int]:
+    """The source volumes of a version's images."""
+    return sorted({item.volume_id for item in dataset.items})
+
+
+def check_disjoint(train_version: DatasetVersion, heldout_version: DatasetVersion) -> None:
+    """Refuse a "held-out" version that shares a source volume or patient with the training
+    version (studies and utility runs call this before using it as held out)."""
+    if train_version.id == heldout_version.id:
+        raise Conflict(f"dataset version {train_version.id} cannot be held out from itself")
+    train = {patient_key(item.volume): item.volume_id for item in train_version.items}
+    shared = sorted(
+        {
+            item.volume_id
+            for item in heldout_version.items
+            if patient_key(item.volume) in train
+        }
+    )
+    if shared:
+        raise Conflict(
+            f"dataset version {heldout_version.id} is not held out from version "
+            f"{train_version.id}: both contain volume(s) {', '.join(map(str, shared))} "
+            "(or the same patient); freeze a patient-level split instead"
+        )
+
+
+def heldout_candidates(session: Session, train_version: DatasetVersion) -> list[DatasetVersion]:
+    """Versions that may serve as held out for `train_version` (its split's val/test first)."""
+    out = []
+    for d in list_datasets(session):
+        try:
+            check_disjoint(train_version, d)
+        except Conflict:
+            continue
+        out.append(d)
+    group = train_version.split_group
+    return sorted(out, key=lambda d: (not (group and d.split_group == group), -d.id))
+
+
+def split_siblings(session: Session, dataset: DatasetVersion) -> list[DatasetVersion]:
+    """The train / val / test versions frozen together with this one (itself included)."""
+    if not dataset.split_group:
+        return []
+    query = select(DatasetVersion).where(DatasetVersion.split_group == dataset.split_group)
+    order = {name: i for i, name in enumerate(SPLITS)}
+    return sorted(session.scalars(query), key=lambda d: order.get(d.split or "", 9))
 
 
 def list_datasets(session: Session) -> list[DatasetVersion]:

@@ -36,12 +36,18 @@ def create_demo(
             select(Volume).where(Volume.source_path == stored_path(settings, volume_path))
         )
         if existing is not None:
+            if not existing.is_demo:
+                existing.is_demo = True
+                session.commit()
             out.append(existing)
             continue
         tumours = TUMOUR_CYCLE[(seed + i) % len(TUMOUR_CYCLE)]
         phantom = make_phantom(seed * 1000 + i, size=size, tumours=tumours)
         _write_atomically(phantom, volume_path, mask_path)
-        out.append(ingest_file(session, settings, volume_path, mask_path, user))
+        volume = ingest_file(session, settings, volume_path, mask_path, user)
+        volume.is_demo = True  # marked as demo in every list, freeze form and version
+        session.commit()
+        out.append(volume)
     return out
 
 

@@ -1,12 +1,16 @@
-"""Slice reviews: append-only rows (who, when, decision, label, note); the latest one counts."""
+"""Slice reviews: append-only rows (who, when, decision, label, note); the latest one counts.
+
+Several reviewers may review a volume (assignments); per slice, each reviewer's latest
+decision is their vote, shown as agreement and used by "approved by >= k reviewers"."""
 
 from __future__ import annotations
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from app.errors import InvalidInput
-from app.models import Review, SliceInfo, User, Volume
+from app.errors import InvalidInput, NotFound
+from app.models import Review, SliceInfo, User, Volume, VolumeAssignment
+from app.services.curation import audit
 from app.services.curation.volumes import check_index
 
 DECISIONS = ("approved", "rejected")
@@ -33,7 +37,7 @@ def add_review(
     label: str | None = None,
     note: str = "",
 ) -> Review:
-    """Record a decision as a new row (never an update); flushes, the caller commits."""
+    """Record a decision as a new row (never an update) and commit it."""
     check_index(volume, index)
     if decision not in DECISIONS:
         raise InvalidInput(f"decision must be 'approved' or 'rejected', not {decision!r}")
@@ -52,7 +56,11 @@ def add_review(
         note=note,
     )
     session.add(review)
-    session.flush()
+    try:
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
     return review
 
 
@@ -127,3 +135,72 @@ def review_out(review: Review) -> dict:
         "user": review.user.username if review.user else None,
         "created_at": review.created_at.isoformat() + "Z",
     }
+
+
+def latest_by_reviewer(
+    session: Session, volume_id: int | None = None
+) -> dict[tuple[int, int], dict[int, Review]]:
+    """Each reviewer's latest review per slice: (volume_id, slice_index) -> {user_id: Review}."""
+    ids = select(func.max(Review.id)).group_by(Review.volume_id, Review.slice_index, Review.user_id)
+    if volume_id is not None:
+        ids = ids.where(Review.volume_id == volume_id)
+    out: dict[tuple[int, int], dict[int, Review]] = {}
+    rows = session.scalars(
+        select(Review).where(Review.id.in_(ids)).options(joinedload(Review.user))
+    )
+    for r in rows:
+        out.setdefault((r.volume_id, r.slice_index), {})[r.user_id] = r
+    return out
+
+
+def agreement(votes: dict[int, Review]) -> dict:
+    """How the reviewers' latest decisions on one slice agree (for the viewer)."""
+    approved = [r for r in votes.values() if r.decision == "approved"]
+    labels = {label: sum(r.label == label for r in approved) for label in LABELS}
+    return {
+        "reviewers": len(votes),
+        "approved": len(approved),
+        "rejected": len(votes) - len(approved),
+        "labels": labels,
+        "unanimous": len({(r.decision, r.label) for r in votes.values()}) <= 1,
+        "votes": sorted(
+            ((r.user.username, r.decision, r.label) for r in votes.values()), key=lambda v: v[0]
+        ),
+    }
+
+
+def assignments(session: Session, volume_id: int | None = None) -> dict[int, list[User]]:
+    """volume_id -> the reviewers assigned to it."""
+    query = select(VolumeAssignment).options(joinedload(VolumeAssignment.user))
+    if volume_id is not None:
+        query = query.where(VolumeAssignment.volume_id == volume_id)
+    out: dict[int, list[User]] = {}
+    for a in session.scalars(query.order_by(VolumeAssignment.id)):
+        out.setdefault(a.volume_id, []).append(a.user)
+    return out
+
+
+def assign(session: Session, volume: Volume, usernames: list[str], by: User) -> list[User]:
+    """Make exactly these users the volume's reviewers (unknown names are a 404)."""
+    users = []
+    for name in dict.fromkeys(n.strip() for n in usernames if n.strip()):
+        found = session.scalar(select(User).where(User.username == name, User.is_active))
+        if found is None:
+            raise NotFound(f"no active user named {name!r}")
+        users.append(found)
+    wanted = {u.id for u in users}
+    current = {
+        a.user_id: a
+        for a in session.scalars(
+            select(VolumeAssignment).where(VolumeAssignment.volume_id == volume.id)
+        )
+    }
+    for uid, row in current.items():
+        if uid not in wanted:
+            session.delete(row)
+    for uid in wanted - current.keys():
+        session.add(VolumeAssignment(volume_id=volume.id, user_id=uid, assigned_by_id=by.id))
+    names = sorted(u.username for u in users)
+    audit.record(session, "volume.assign", by, f"volume:{volume.id}", reviewers=names)
+    session.commit()
+    return users
