@@ -1,4 +1,4 @@
-"""Ingested volumes: lookup, the cached arrays (memory-mapped once), slices for display."""
+"""Ingested volumes: lookup, archive/delete, the cached arrays (memory-mapped), display slices."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import NotFound
+from app.errors import Conflict, NotFound
 from app.imaging.render import axial_display, slice_png
 from app.imaging.window import Window
-from app.models import Volume
+from app.models import DatasetItem, DatasetVersion, User, Volume, utcnow
+from app.services.curation import audit
 from app.settings import Settings
 
 
@@ -28,8 +29,84 @@ def data_path(settings: Settings, stored: str) -> Path:
     return settings.data_dir / stored  # an absolute `stored` stays as it is
 
 
-def list_volumes(session: Session) -> list[Volume]:
-    return list(session.scalars(select(Volume).order_by(Volume.id)))
+def list_volumes(session: Session, include_archived: bool = False) -> list[Volume]:
+    """Volumes by id; archived ones only when asked (the audit and version pages)."""
+    query = select(Volume).order_by(Volume.id)
+    if not include_archived:
+        query = query.where(Volume.archived_at.is_(None))
+    return list(session.scalars(query))
+
+
+def patient_key(volume: Volume) -> str:
+    """The grouping key of patient-level splits: the salted patient hash when ingest stored
+    one (DICOM), else the volume itself (one volume = one patient)."""
+    for name in ("patient_hash", "patient_key"):
+        value = getattr(volume, name, None)
+        if value:
+            return f"patient:{value}"
+    return f"volume:{volume.id}"
+
+
+def versions_using(session: Session, volume_id: int) -> list[int]:
+    """Ids of the dataset versions that contain slices of this volume."""
+    rows = session.scalars(
+        select(DatasetItem.dataset_id).where(DatasetItem.volume_id == volume_id).distinct()
+    )
+    return sorted(rows)
+
+
+def set_archived(session: Session, volume: Volume, user: User, archived: bool = True) -> Volume:
+    """Hide a volume from lists and freezes (or show it again); its rows and files stay."""
+    if archived == (volume.archived_at is not None):
+        return volume
+    volume.archived_at = utcnow() if archived else None
+    action = "volume.archive" if archived else "volume.unarchive"
+    audit.record(session, action, user, f"volume:{volume.id}", name=volume.name)
+    session.commit()
+    return volume
+
+
+def delete_volume(session: Session, settings: Settings, volume: Volume, user: User) -> None:
+    """Delete a volume's rows (slices, reviews by cascade) and files; 409 while a version
+    uses it (its provenance must stay resolvable: archive it instead)."""
+    used = versions_using(session, volume.id)
+    if used:
+        names = ", ".join(
+            f"#{i} {n}"
+            for i, n in session.execute(
+                select(DatasetVersion.id, DatasetVersion.name).where(DatasetVersion.id.in_(used))
+            )
+        )
+        raise Conflict(
+            f"volume {volume.id} is used by dataset version(s) {names}; archive it instead"
+        )
+    files = [volume.source_path, volume.mask_source_path, volume.cache_path, volume.mask_cache_path]
+    audit.record(session, "volume.delete", user, f"volume:{volume.id}", name=volume.name)
+    session.delete(volume)
+    try:
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    _open_npy.cache_clear()
+    for stored in filter(None, files):
+        _remove_own_file(settings, data_path(settings, stored))
+
+
+def _remove_own_file(settings: Settings, path: Path) -> None:
+    """Delete a file the app wrote under its data folder (never a user's original elsewhere),
+    and its upload folder when that is left empty."""
+    root = settings.data_dir.resolve()
+    path = path.resolve()
+    if not path.is_relative_to(root):
+        return
+    path.unlink(missing_ok=True)
+    parent, uploads = path.parent, settings.uploads_dir.resolve()
+    if parent != uploads and parent.is_relative_to(uploads):
+        try:
+            parent.rmdir()
+        except OSError:
+            pass  # not empty (the mask, or the demo folder)
 
 
 def get_volume(session: Session, volume_id: int) -> Volume:
@@ -106,6 +183,8 @@ def volume_out(volume: Volume, progress: dict | None = None) -> dict:
         "hu_min": volume.hu_min,
         "hu_max": volume.hu_max,
         "has_mask": volume.has_mask,
+        "is_demo": volume.is_demo,
+        "archived": volume.archived_at is not None,
         "orientation": "RAS",
         "affine": volume.affine,
         "source_sha256": volume.source_sha256,
