@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from slice_render import prepare, serve  # noqa: E402
 
 FORM = 'name="csrf_token" value="'
+PACE_S = 0.05
 
 
 def flood(url: str, stop: threading.Event, counts: dict[int, int]) -> None:
@@ -52,6 +53,7 @@ def slice_times(url: str, token: str, n: int) -> dict[str, float]:
             t0 = time.perf_counter()
             c.get(f"/api/volumes/1/slices/{i % 20}.png").raise_for_status()
             times.append((time.perf_counter() - t0) * 1000)
+            time.sleep(PACE_S)  # a reviewer paging through slices, over seconds of flood
     q = statistics.quantiles(times, n=20)
     return {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(q[18], 1)}
 
@@ -66,7 +68,7 @@ def scenario(data: Path, token: str, n: int, clients: int, throttle: bool) -> di
         threads = [threading.Thread(target=flood, args=(url, stop, counts)) for _ in range(clients)]
         for t in threads:
             t.start()
-        time.sleep(1.0 if clients else 0)
+        time.sleep(3.0 if clients else 0)  # let the flood build up
         out = slice_times(url, token, n)
         stop.set()
         for t in threads:
@@ -81,7 +83,7 @@ def scenario(data: Path, token: str, n: int, clients: int, throttle: bool) -> di
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--requests", type=int, default=100)
+    p.add_argument("--requests", type=int, default=200)
     p.add_argument("--clients", type=int, default=8)
     args = p.parse_args()
     data = Path(tempfile.mkdtemp(prefix="medsynth-flood-"))
