@@ -27,11 +27,13 @@ from app.routes import (
     snapshots,
     studies,
     users,
+    utility,
     volumes,
 )
 from app.services import limits
 from app.services.evaluation.metric_monitor import MetricRunFollower
 from app.services.training.job_monitor import JobMonitor
+from app.services.utility.monitor import UtilityRunFollower
 from app.settings import Settings, load_settings
 from app.templating import is_htmx, render
 
@@ -117,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         # Follows trainer and metrics processes (issues 4, 5); they outlive the app and a
         # restart re-attaches.
-        followers = [MetricRunFollower(settings)]
+        followers = [MetricRunFollower(settings), UtilityRunFollower(settings)]
         monitor = JobMonitor(settings, app.state.sessionmaker, followers=followers)
         app.state.monitor = monitor.start()
         yield
@@ -146,7 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict:
         return {"status": "ok"}
 
-    for module in (auth, users, docs, home, volumes, datasets, jobs, snapshots, metrics, studies):
+    routers = (auth, users, docs, home, volumes, datasets, jobs, snapshots, metrics, studies)
+    for module in (*routers, utility):
         app.include_router(module.router)
     return app
 

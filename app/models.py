@@ -469,3 +469,53 @@ class MetricRun(Base):
 
     snapshot: Mapped[Snapshot] = relationship()
     created_by: Mapped[User | None] = relationship()
+
+
+# --- utility runs (issue 13) ------------------------------------------------------------------
+
+
+class UtilityRun(Base):
+    """One `python -m trainer utility` run: does this snapshot's synthetic data help a task?
+
+    Like a metric run, pid, state and progress live here so a restarted app can re-attach.
+    """
+
+    __tablename__ = "utility_runs"
+    __table_args__ = (
+        Index(
+            "ux_utility_runs_active_request",
+            "snapshot_id",
+            "request_key",
+            unique=True,
+            sqlite_where=text("state IN ('queued', 'running')"),
+            postgresql_where=text("state IN ('queued', 'running')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"), index=True
+    )
+    train_dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
+    test_dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
+    task: Mapped[str] = mapped_column(String(32))  # segmentation | classification
+    # queued | running | completed | failed | cancelled (cancel_requested_at: cancelling)
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    options: Mapped[dict] = mapped_column(JSON, default=dict)  # arms, fractions, seeds, zips...
+    request_key: Mapped[str] = mapped_column(String(64))
+    run_dir: Mapped[str] = mapped_column(Text, default="")  # runs/JOB_ID/utility/RUN_ID
+    pid: Mapped[int | None] = mapped_column(default=None)
+    progress: Mapped[dict | None] = mapped_column(JSON, default=None)
+    result: Mapped[dict | None] = mapped_column(JSON, default=None)  # the CLI's JSON object
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    exit_code: Mapped[int | None] = mapped_column(default=None)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    snapshot: Mapped[Snapshot] = relationship()
+    train_dataset: Mapped[DatasetVersion] = relationship(foreign_keys=[train_dataset_id])
+    test_dataset: Mapped[DatasetVersion] = relationship(foreign_keys=[test_dataset_id])
+    created_by: Mapped[User | None] = relationship()

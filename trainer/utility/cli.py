@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--trunc", type=float, default=1.0, help="truncation psi of the synthetic images")
     a("--threads", type=int, default=1, help="CPU threads (default 1: these small networks "
       "run fastest on one thread, above all on a shared machine; 0 = torch's default)")  # fmt: skip
-    a("--out", help="also write the result JSON to this file")
+    a("--out", help="also write the result JSON to this file (default WORKDIR/result.json)")
+    a("--workdir", help="the run's folder (the web app names it, so it finds the process)")
     a("--progress-json", action="store_true", help="progress as JSON lines on stderr")
     return p
 
@@ -191,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
     text = json.dumps(result)
+    if args.workdir and not args.out:
+        os.makedirs(args.workdir, exist_ok=True)
+        args.out = os.path.join(args.workdir, "result.json")
     if args.out:
         tmp = args.out + ".tmp"
         with open(tmp, "w") as f:
