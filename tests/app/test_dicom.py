@@ -158,6 +158,10 @@ def test_gantry_tilt_single_slice_and_mixed_pixel_size_are_refused(settings, db,
         tmp_path / "mix" / "b", hu, series_uid=uid, spacing=(0.5, 0.5, 2.5), origin=(0, 0, 9)
     )
     assert "pixel size [0.5, 0.5] differs" in _refusal(settings, db, tmp_path / "mix")
+    uid = generate_uid()
+    write_series(tmp_path / "turn" / "a", hu, series_uid=uid)
+    write_series(tmp_path / "turn" / "b", hu, series_uid=uid, orientation=(0, 1, 0, -1, 0, 0))
+    assert "orientation differs from" in _refusal(settings, db, tmp_path / "turn")
 
 
 def test_unreadable_pixel_data_names_the_file(settings, db, tmp_path):

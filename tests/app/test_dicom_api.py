@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import zipfile
 from pathlib import Path
 
@@ -62,7 +63,10 @@ def _leaks(text: str | bytes) -> list[str]:
     return [s for s in SECRETS if s.lower().encode() in data.lower()]
 
 
-def test_zip_upload_answers_one_volume_per_series_and_leaks_nothing(live_app, admin, tmp_path):
+def test_zip_upload_answers_one_volume_per_series_and_leaks_nothing(
+    live_app, admin, tmp_path, caplog, capfd
+):
+    caplog.set_level(logging.DEBUG)
     r = _post_zip(admin, _study_zip(tmp_path), name=f"{PATIENT_ID}.zip")
     assert r.status_code == 201, r.text
     body = r.json()
@@ -90,6 +94,8 @@ def test_zip_upload_answers_one_volume_per_series_and_leaks_nothing(live_app, ad
         if path.is_file():
             assert _leaks(path.read_bytes()) == [], path
     assert not any(live_app.settings.uploads_dir.iterdir())  # originals not kept by default
+    out, err = capfd.readouterr()
+    assert _leaks(caplog.text) == [] and _leaks(out + err) == []  # nor in the logs
 
 
 def test_the_same_series_again_is_409_naming_the_existing_volume(live_app, admin, tmp_path):
