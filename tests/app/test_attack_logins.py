@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy import select
 
+from app.main import create_app
 from app.models import LoginThrottle
 from tests.app.sessions import browser, login, page_token
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, _free_port, _Server
 
 
 @pytest.fixture
@@ -48,6 +53,34 @@ def test_the_back_off_is_kept_in_the_database(live_app):
         rows = {r.key: r for r in s.scalars(select(LoginThrottle))}
     assert rows["user:reader2"].failures == 6 and rows["user:reader2"].blocked_until is not None
     assert rows["ip:127.0.0.1"].failures == 6  # the address is counted too
+
+
+@contextmanager
+def _server(settings) -> Iterator[str]:
+    """The app on its own port: each call is a fresh process state, like a restart."""
+    port = _free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                            log_level="warning")  # fmt: skip
+    server = _Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_a_restarted_server_keeps_the_back_off(live_app):
+    slow = replace(live_app.settings, login_backoff_s=30.0, login_backoff_max_s=60.0)
+    with _server(slow) as url, browser(url) as c:
+        codes = [login(c, "reader2", password=f"wrong-{i}").status_code for i in range(6)]
+        assert codes == [401] * 6
+    with _server(slow) as url, browser(url) as c:  # "restarted"
+        r = login(c, "reader2")
+        assert r.status_code == 429 and 20 <= int(r.headers["retry-after"]) <= 30
 
 
 def test_unknown_names_are_throttled_like_real_ones(live_app):

@@ -119,6 +119,13 @@ def test_an_idle_session_ends(live_app):
         assert r.status_code == 401 and "idle" in r.json()["detail"]
 
 
+def test_a_session_in_use_outlives_the_idle_limit(live_app):
+    with browser(live_app.url, "reader1") as c:
+        for _ in range(5):
+            time.sleep(0.8)
+            assert c.get("/api/me").status_code == 200
+
+
 def test_the_cookie_holds_only_a_random_id(live_app):
     with browser(live_app.url) as c:
         assert login(c, "admin").status_code == 303

@@ -76,7 +76,9 @@ def resolve(session: Session, settings: Settings, sid: str | None) -> Resolved:
         if reason is not None:
             row.ended_at, row.end_reason = now, reason
             session.commit()
-        elif now - row.last_seen_at > TOUCH_EVERY:
+        elif now - row.last_seen_at > min(
+            TOUCH_EVERY, timedelta(seconds=settings.session_idle_s / 4)
+        ):
             row.last_seen_at = now
             session.commit()
     if row.ended_at is not None:
