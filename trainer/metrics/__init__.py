@@ -27,6 +27,7 @@ from trainer.metrics.inputs import Progress, real_uint8
 from trainer.metrics.weights import (
     MissingWeight,
     MissingWeightsError,
+    availability,
     check_weights,
     fetch_weights,
     require_weights,
@@ -35,6 +36,7 @@ from trainer.metrics.weights import (
 
 __all__ = [
     "ALL_METRICS", "MissingWeight", "MissingWeightsError", "Options", "check_weights",
+    "plan_weights", "require_weights",
     "compute_metrics", "fetch_main", "fetch_weights", "main", "quick_fid_kid", "register",
 ]  # fmt: skip
 
@@ -54,20 +56,29 @@ def compute_metrics(
     **options,
 ) -> dict:
     """Metrics of a snapshot's G_ema against the dataset it was trained on, as a JSON-ready
-    dict. Raises MissingWeightsError (before any work) when pretrained weights are absent."""
+    dict. Each metric runs on its own: one whose pretrained weights are absent is listed under
+    "skipped" with the reason (memorisation falls back to pixel NCC without Inception), one
+    that fails is listed under "errors", and the others are computed. Raises
+    MissingWeightsError (before any work) only when no requested metric can run."""
     from trainer.dataset import DatasetError, load_dataset
     from trainer.distributed import pick_device
     from trainer.snapshot import SnapshotError, load_generator
 
     t0 = time.perf_counter()
     dev = pick_device(device)
-    opts = Options(metrics=parse_metrics(metrics), num=num, feature_extractor=feature_extractor,
-                   batch=batch or (64 if dev.type == "cuda" else 16), **options)  # fmt: skip
+    requested = parse_metrics(metrics)
     if not os.path.isfile(snapshot_path):
         raise SnapshotError(f"snapshot not found: {snapshot_path}")
     if not os.path.isfile(data_zip):
         raise DatasetError(f"dataset zip not found: {data_zip}")
-    require_weights(opts.metrics, feature_extractor)  # before any model is built
+    runnable, skipped, ncc_only = plan_weights(requested, feature_extractor)
+    if not runnable:  # before any model is built
+        raise MissingWeightsError(check_weights(requested, feature_extractor))
+    options.setdefault("memorization_features", not ncc_only)
+    opts = Options(metrics=runnable, num=num, feature_extractor=feature_extractor,
+                   batch=batch or (64 if dev.type == "cuda" else 16), **options)  # fmt: skip
+    if log and skipped:
+        log("skipped: " + "; ".join(f"{m} ({why})" for m, why in skipped.items()))
     G, info = load_generator(snapshot_path, dev, return_info=True)
     ds = load_dataset(data_zip)
     if ds.resolution != G.img_resolution:
@@ -78,11 +89,15 @@ def compute_metrics(
     if estimate:
         est = estimate_seconds(G, set(opts.metrics), opts.num, opts.ppl_num or opts.num,
                                len(real), dev, opts.batch, opts.kid_subsets,
-                               min(len(real), opts.num, 5000), feature_extractor)  # fmt: skip
+                               min(len(real), opts.num, 5000), feature_extractor,
+                               opts.c2st_folds, opts.c2st_epochs,
+                               opts.memorization_features)  # fmt: skip
         if log:
             log(_estimate_line(est, dev))
+    errors: dict[str, str] = {}
     results, timings = evaluate(G, real, opts, device=dev, labels=ds.labels,
-                                real_names=list(ds.names), progress=progress, log=log)  # fmt: skip
+                                real_names=list(ds.names), progress=progress, log=log,
+                                errors=errors)  # fmt: skip
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     return {
         "snapshot": snapshot_path, "kimg": info.get("kimg"), "data": data_zip,
@@ -92,10 +107,31 @@ def compute_metrics(
                     "content_hash": ds.provenance.get("content_hash")},
         "options": opts.as_dict() | {"device": str(dev)},
         "environment": _environment(opts, dev),
-        "metrics": results, "timings": timings,
+        "requested": list(requested), "metrics": results, "skipped": skipped,
+        "errors": errors, "timings": timings,
         "estimate_s": None if est is None else round(est["total_s"], 1),
-        "notes": _notes(results, ds.num_images),
+        "notes": _notes(results, ds.num_images, ncc_only),
     }  # fmt: skip
+
+
+def plan_weights(
+    metrics: tuple[str, ...], feature_extractor: str | None = None, verify: bool = True
+) -> tuple[tuple[str, ...], dict[str, str], bool]:
+    """(metrics that can run, {metric: why it cannot}, memorisation on pixel NCC only).
+
+    Memorisation needs Inception only for its feature distances; without the weights it runs
+    on pixel NCC (the copy criterion itself) and says so."""
+    missing = availability(metrics, feature_extractor, verify)
+    skipped, ncc_only = {}, False
+    for m, files in missing.items():
+        if not files:
+            continue
+        if m == "memorization":
+            ncc_only = True
+            continue
+        names = ", ".join(f.file.name for f in files)
+        skipped[m] = f"needs {names} ({files[0].problem}) in {files[0].folder}"
+    return tuple(m for m in metrics if m not in skipped), skipped, ncc_only
 
 
 def _estimate_line(est: dict, dev: torch.device) -> str:
@@ -129,9 +165,14 @@ def _environment(opts: Options, dev: torch.device) -> dict:
     }  # fmt: skip
 
 
-def _notes(results: dict, n_real: int) -> list[str]:
+def _notes(results: dict, n_real: int, ncc_only: bool = False) -> list[str]:
     """Plain-language caveats the web page shows next to the numbers."""
     notes = []
+    if ncc_only and "memorization" in results:
+        notes.append(
+            "Memorisation used pixel NCC only: the Inception weights are missing, so there "
+            "are no feature distances (the copy criterion, NCC ≥ threshold, is unchanged)."
+        )
     if "fid" in results and n_real < 5000:
         notes.append(
             f"FID against {n_real} real images is biased upward and depends on the "

@@ -1,9 +1,13 @@
 """`metrics` and `fetch-weights` on the command line: one JSON object on stdout, progress
 (and a time estimate before the work starts) on stderr.
 
-Exit codes: 0 done, 1 unexpected error, 2 bad options / dataset / snapshot, 3 pretrained
-weights missing (the message names file, folder and SHA-256 prefix) or not downloadable,
-4 cancelled (SIGTERM / SIGINT; temporary files are removed).
+Each metric runs on its own: one that lacks its weights is reported under "skipped", one that
+fails under "errors", and the rest are computed (exit 0).
+
+Exit codes: 0 done (at least one metric computed), 1 unexpected error or every metric failed,
+2 bad options / dataset / snapshot, 3 pretrained weights missing for every requested metric
+(the message names file, folder and SHA-256 prefix) or not downloadable, 4 cancelled (SIGTERM
+/ SIGINT; temporary files are removed). `metrics plan ...` answers what a run could do here.
 """
 
 from __future__ import annotations
@@ -173,6 +177,10 @@ def run_metrics(args: argparse.Namespace) -> int:
         traceback.print_exc(file=sys.stderr)
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    if not result["metrics"]:  # every metric failed: a failed run, with each one's reason
+        for metric, why in result["errors"].items():
+            print(f"error: {metric}: {why}", file=sys.stderr)
+        return 1
     if args.no_per_sample and "memorization" in result["metrics"]:
         result["metrics"]["memorization"].pop("per_sample", None)
     text = json.dumps(_finite(result), allow_nan=False)
@@ -223,6 +231,10 @@ def run_fetch(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """`[metrics options]` or `fetch-weights [options]` (python -m trainer.metrics ...)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "plan":
+        from trainer.metrics.plan import main as plan_main
+
+        return plan_main(argv[1:])
     if argv and argv[0] == "fetch-weights":
         p = argparse.ArgumentParser(prog="python -m trainer fetch-weights")
         add_fetch_arguments(p)

@@ -170,10 +170,12 @@ def evaluate(
     real_names: list[str] | None = None,
     progress: Progress | None = None,
     log: Log | None = None,
+    errors: dict[str, str] | None = None,
 ) -> tuple[dict, dict]:
     """(results by metric, timings in seconds) for uint8 reals `[N, C, R, R]` and `G`.
     The global RNGs are left as they were (torch's DataLoader draws from them), so a training
-    loop that calls this stays reproducible."""
+    loop that calls this stays reproducible. With `errors`, a failing stage is recorded there
+    ({metric: message}) and the other stages still run; without it, it raises."""
     metrics, results, timings = set(opts.metrics), {}, {}
     cuda = [device.index or 0] if device.type == "cuda" else []
     with (
@@ -194,11 +196,26 @@ def evaluate(
                     if log:
                         log(f"{name} ...")
                     t0 = time.perf_counter()
-                    results.update(stage())
+                    try:
+                        results.update(stage())
+                    except Exception as exc:  # noqa: BLE001 - reported per metric
+                        if errors is None:
+                            raise
+                        _record(errors, metrics & needs, name, exc, log)
                     timings[f"{name}_s"] = round(time.perf_counter() - t0, 3)
         finally:
             run.close()
     return results, timings
+
+
+def _record(errors: dict[str, str], failed: set[str], stage: str, exc: Exception, log) -> None:
+    """One failed stage: every metric it serves gets the message (once, first cause kept)."""
+    message = f"{type(exc).__name__}: {exc}".strip()
+    for metric in sorted(failed):
+        if metric not in errors and not (stage == "generate" and metric == "ppl"):
+            errors[metric] = message if stage != "generate" else f"generating samples: {message}"
+    if log:
+        log(f"{stage} failed: {message}")
 
 
 def quick_fid_kid(

@@ -170,6 +170,13 @@ def check_weights(
     return missing
 
 
+def availability(
+    metrics: Iterable[str], feature_extractor: str | None = None, verify: bool = True
+) -> dict[str, list[MissingWeight]]:
+    """Per metric, the files it needs that are absent or corrupt (empty: it can run)."""
+    return {m: check_weights([m], feature_extractor, verify) for m in metrics}
+
+
 def require_weights(metrics: Iterable[str], feature_extractor: str | None = None) -> None:
     """Raise MissingWeightsError before any model is built, so nothing tries a download."""
     missing = check_weights(metrics, feature_extractor)
