@@ -285,3 +285,20 @@ def test_the_trainer_reads_the_masks_as_channels(sessions, settings, tmp_path):
     assert x.shape == (2, 3, 64, 64)
     assert set(x[:, 1:].unique().tolist()) <= {-1.0, 1.0}
     assert (x[0, 2] > 0).any()  # the tumour channel of the tumour slice
+
+
+def test_a_version_frozen_with_masks_carries_them_and_rerenders_to_its_hash(
+    sessions, settings, tmp_path
+):
+    with session_scope(sessions) as s:
+        vol = _with_mask(s, settings)
+        review(s, vol, 1, "reader1", "approved", "tumour")
+        review(s, vol, 2, "reader1", "approved")
+    with session_scope(sessions) as s:
+        d = freeze_dataset(s, settings, "masked", 32, "liver", 8, user(s, "admin"), masks=True)
+        dataset_id, zip_path = d.id, d.zip_path
+    with zipfile.ZipFile(zip_path) as zf:
+        assert "img00000001.mask.npy" in zf.namelist()
+    with session_scope(sessions) as s:
+        again = export_zip(s, settings, dataset_id, tmp_path / "again.zip", rerender=True)
+    assert again.read_bytes() == open(zip_path, "rb").read()

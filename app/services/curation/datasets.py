@@ -218,7 +218,7 @@ def _build_version(
     ]
     es = ExportSettings.of(dataset)
     with tempfile.TemporaryDirectory(dir=settings.tmp_dir) as work:
-        images = render_images(session, settings, dataset.items, es, Path(work))
+        images = render_images(session, settings, dataset.items, es, Path(work), masks=masks)
         dataset.content_hash = content_hash(es, images)
         session.add(dataset)
         session.flush()  # the id goes into medsynth.json and the file name

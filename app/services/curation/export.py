@@ -235,9 +235,7 @@ def render_images(
                 labels, (top, left, side), es, workdir, name
             )
         sha = hashlib.sha256(png).hexdigest()
-        records.append(
-            ImageRecord(name, sha, LABELS[item.label], prov, mask_file, mask_sha)
-        )
+        records.append(ImageRecord(name, sha, LABELS[item.label], prov, mask_file, mask_sha))
     return records
 
 
