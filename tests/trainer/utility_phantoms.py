@@ -42,7 +42,7 @@ def _npy(arr: np.ndarray) -> bytes:
 
 
 def pair_zip(path, seeds: list[int], res: int = 32, slices: int = 14, shuffle_masks: bool = False,
-             dataset_id: int = 1) -> str:  # fmt: skip
+             dataset_id: int = 1, limit: int | None = None) -> str:  # fmt: skip
     """A zip in the export's layout (PNG + .mask.npy + dataset.json + medsynth.json) from one
     volume per seed; `shuffle_masks` pairs every image with another slice's label map."""
     images, masks, prov = [], [], []
@@ -53,6 +53,7 @@ def pair_zip(path, seeds: list[int], res: int = 32, slices: int = 14, shuffle_ma
             prov.append({"volume_id": 1000 + seed, "source_sha256": sha, "slice_index": k})
         images.extend(imgs)
         masks.extend(labs)
+    images, masks, prov = images[:limit], masks[:limit], prov[:limit]
     if shuffle_masks:
         order = np.random.default_rng(0).permutation(len(masks))
         masks = [masks[i] for i in order]
