@@ -113,20 +113,6 @@ def label_map(channels: torch.Tensor) -> np.ndarray:
     return torch.where(present, best, torch.zeros_like(best)).numpy().astype(np.uint8)
 
 
-def generate_pairs(
-    G: torch.nn.Module,
-    seeds: list[int],
-    psi: float = 1.0,
-    class_idx: int | None = None,
-    device="cpu",
-    bits: int = 8,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """For the web app: ([N, R, R] grayscale, [N, R, R] uint8 label maps or None)."""
-    G = G.to(device)
-    image, labels = split_channels(G, synthesize(G, seeds, psi, class_idx, device))
-    return to_uint(image[:, 0], bits), label_map(labels) if labels.shape[1] else None
-
-
 def pixel_spacing(info: dict) -> tuple[float, float] | None:
     """(row, column) mm of the training images, from the snapshot's medsynth.json facts."""
     prov = info.get("provenance") or {}
