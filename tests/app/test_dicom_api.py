@@ -152,3 +152,12 @@ def test_keeping_originals_is_a_setting(live_app, admin, tmp_path, monkeypatch):
     assert r.status_code == 201
     kept = live_app.settings.data_dir / seen["path"]
     assert kept.name == "original.zip" and zipfile.ZipFile(io.BytesIO(kept.read_bytes())).namelist()
+
+
+def test_html_upload_of_a_zip_goes_to_the_first_series(live_app, admin, tmp_path):
+    zipped = _study_zip(tmp_path)
+    files = {"file": ("study.zip", zipped.read_bytes(), "application/zip")}
+    r = admin.post("/volumes", files=files, headers={"HX-Request": "true"})
+    assert r.status_code == 200 and r.headers["HX-Redirect"] == "/volumes/1"
+    r = admin.post("/volumes", files=files, headers={"HX-Request": "true"})
+    assert r.status_code == 409 and "already ingested as volume 1" in r.text
