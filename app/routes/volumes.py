@@ -6,17 +6,16 @@ for every logged-in user.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel
 
 from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from app.errors import DomainError, InvalidInput
-from app.imaging.window import PRESETS, parse_window
+from app.imaging.window import parse_window
 from app.models import Volume
+from app.routes import viewer_api
+from app.schemas.volumes import AssignIn, AssignOut, ReviewIn, ReviewOut, SliceOut, VolumeOut
 from app.services.curation import reviews as rv
 from app.services.curation import volumes as vs
 from app.services.curation.ingest import ingest_file
@@ -26,13 +25,8 @@ from app.services.studies.blinding import guard as blind
 from app.templating import is_htmx, render
 
 router = APIRouter()
+router.include_router(viewer_api.router)  # raw slices, HU probe, reformats, presets
 PNG_CACHE = "private, max-age=3600"
-
-
-class ReviewIn(BaseModel):
-    decision: str
-    label: str | None = None
-    note: str = ""
 
 
 def _overlay(value: str | None) -> bool:
@@ -92,11 +86,17 @@ def _ingest_dicom(session, settings, staged: StagedUpload, user) -> DicomIngest:
 # ---- JSON API ---------------------------------------------------------------------------
 
 
-@router.get("/api/volumes")
-def api_list(session: SessionDep, user: CurrentUser) -> list[dict]:
-    volumes = vs.list_volumes(session)
+@router.get("/api/volumes", response_model=list[VolumeOut])
+def api_list(session: SessionDep, user: CurrentUser, archived: bool = False) -> list[dict]:
+    """Unarchived volumes (with `?archived=true`, the archived ones too)."""
+    volumes = vs.list_volumes(session, include_archived=archived)
     progress = rv.progress_by_volume(session, volumes)
-    return [vs.volume_out(v, progress[v.id]) for v in volumes]
+    assigned = rv.assignments(session)
+    return [_volume_json(v, progress[v.id], assigned.get(v.id, [])) for v in volumes]
+
+
+def _volume_json(volume: Volume, progress: dict, reviewers: list) -> dict:
+    return {**vs.volume_out(volume, progress), "reviewers": [u.username for u in reviewers]}
 
 
 @router.post("/api/volumes", status_code=201)
@@ -109,10 +109,39 @@ async def api_upload(
     return vs.volume_out(volume, rv.progress(session, volume))
 
 
-@router.get("/api/volumes/{volume_id}")
+@router.get("/api/volumes/{volume_id}", response_model=VolumeOut)
 def api_get(volume_id: int, session: SessionDep, user: CurrentUser) -> dict:
     volume = vs.get_volume(session, volume_id)
-    return vs.volume_out(volume, rv.progress(session, volume))
+    assigned = rv.assignments(session, volume.id).get(volume.id, [])
+    return _volume_json(volume, rv.progress(session, volume), assigned)
+
+
+@router.post("/api/volumes/{volume_id}/archive", response_model=VolumeOut)
+def api_archive(volume_id: int, session: SessionDep, user: AdminUser) -> dict:
+    """Hide from lists and freezes; kept for the audit trail and the versions using it."""
+    volume = vs.set_archived(session, vs.get_volume(session, volume_id), user, True)
+    return _volume_json(volume, rv.progress(session, volume), [])
+
+
+@router.post("/api/volumes/{volume_id}/unarchive", response_model=VolumeOut)
+def api_unarchive(volume_id: int, session: SessionDep, user: AdminUser) -> dict:
+    volume = vs.set_archived(session, vs.get_volume(session, volume_id), user, False)
+    return _volume_json(volume, rv.progress(session, volume), [])
+
+
+@router.delete("/api/volumes/{volume_id}", status_code=204)
+def api_delete(
+    volume_id: int, session: SessionDep, settings: SettingsDep, user: AdminUser
+) -> Response:
+    """Files and rows; 409 while a dataset version uses the volume."""
+    vs.delete_volume(session, settings, vs.get_volume(session, volume_id), user)
+    return Response(status_code=204)
+
+
+@router.put("/api/volumes/{volume_id}/reviewers", response_model=AssignOut)
+def api_assign(volume_id: int, body: AssignIn, session: SessionDep, user: AdminUser) -> dict:
+    users = rv.assign(session, vs.get_volume(session, volume_id), body.reviewers, user)
+    return {"volume_id": volume_id, "reviewers": [u.username for u in users]}
 
 
 @router.get("/api/volumes/{volume_id}/suggestions")
@@ -120,14 +149,16 @@ def api_suggestions(volume_id: int, session: SessionDep, user: CurrentUser) -> l
     return vs.suggestions(vs.get_volume(session, volume_id))
 
 
-@router.get("/api/volumes/{volume_id}/slices")
+@router.get("/api/volumes/{volume_id}/slices", response_model=list[SliceOut])
 def api_slices(volume_id: int, session: SessionDep, user: CurrentUser) -> list[dict]:
-    """Every slice: mask pixel counts and the latest review decision/label (or null)."""
+    """Every slice: mask pixel counts, the latest decision/label (or null), reviewer votes."""
     volume = vs.get_volume(session, volume_id)
     latest = rv.latest_reviews(session, volume.id)
+    votes = rv.latest_by_reviewer(session, volume.id)
     out = []
     for s in volume.slices:
         r = latest.get((volume.id, s.index))
+        v = votes.get((volume.id, s.index), {})
         out.append(
             {
                 "index": s.index,
@@ -135,6 +166,8 @@ def api_slices(volume_id: int, session: SessionDep, user: CurrentUser) -> list[d
                 "tumour_pixels": s.tumour_pixels,
                 "decision": r.decision if r else None,
                 "label": r.label if r else None,
+                "reviewers": len(v),
+                "approvals": sum(x.decision == "approved" for x in v.values()),
             }
         )
     return out
@@ -155,17 +188,16 @@ def api_slice_png(
     return Response(png, media_type="image/png", headers={"Cache-Control": PNG_CACHE})
 
 
-@router.put("/api/volumes/{volume_id}/slices/{index}/review")
+@router.put("/api/volumes/{volume_id}/slices/{index}/review", response_model=ReviewOut)
 def api_review(
     volume_id: int, index: int, body: ReviewIn, session: SessionDep, user: CurrentUser
 ) -> dict:
     volume = vs.get_volume(session, volume_id)
     review = rv.add_review(session, volume, index, user, body.decision, body.label, body.note)
-    session.commit()
     return {**rv.review_out(review), "progress": rv.progress(session, volume)}
 
 
-@router.get("/api/volumes/{volume_id}/slices/{index}/reviews")
+@router.get("/api/volumes/{volume_id}/slices/{index}/reviews", response_model=list[ReviewOut])
 def api_history(volume_id: int, index: int, session: SessionDep, user: CurrentUser) -> list[dict]:
     volume = vs.get_volume(session, volume_id)
     vs.check_index(volume, index)
@@ -176,13 +208,21 @@ def api_history(volume_id: int, index: int, session: SessionDep, user: CurrentUs
 
 
 @router.get("/volumes")
-def list_page(request: Request, session: SessionDep, settings: SettingsDep, user: CurrentUser):
-    volumes = vs.list_volumes(session)
+def list_page(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    archived: bool = False,
+):
+    volumes = vs.list_volumes(session, include_archived=archived)
     ctx = {
         "nav": "volumes",
         "volumes": [vs.volume_out(v) for v in volumes],
+        "archived": archived,
+        "assigned": {k: [u.username for u in us] for k, us in rv.assignments(session).items()},
         "progress": rv.progress_by_volume(session, volumes),
-        "previews": {v.id: _middle_slice(v) for v in volumes},
+        "previews": {v.id: viewer_api._middle_slice(v) for v in volumes},
         "max_upload_mb": settings.max_upload_bytes / 1024**2,
     }
     return render(request, "volumes/list.html", ctx, block="volume_table")
@@ -199,87 +239,3 @@ async def upload_page(
     if is_htmx(request):
         return Response(status_code=200, headers={"HX-Redirect": target})
     return RedirectResponse(target, status_code=303)
-
-
-def _middle_slice(volume: Volume) -> int:
-    """Where the viewer opens: the middle liver slice, else the middle of the volume."""
-    suggested = vs.suggestions(volume)
-    return suggested[len(suggested) // 2] if suggested else volume.num_slices // 2
-
-
-def _window_spec(window: str | None, ww: str | None, wl: str | None) -> str:
-    if window == "custom":
-        return f"{(ww or '').strip()},{(wl or '').strip()}"
-    return window or "liver"
-
-
-def _viewer_context(session, volume: Volume, index: int, window, overlay: bool) -> dict:
-    """Everything the viewer shows for one slice: image URL, mask counts, review state."""
-    latest = rv.latest_reviews(session, volume.id)
-    history = rv.history(session, volume.id, index)
-    info = volume.slices[index]
-    query = {"window": window.name} | ({"overlay": "mask"} if overlay else {})
-    suggested = vs.suggestions(volume)
-    return {
-        "nav": "volumes",
-        "volume": volume,
-        "vol": vs.volume_out(volume),
-        "index": index,
-        "window": window,
-        "presets": PRESETS,
-        "overlay": overlay,
-        "info": info,
-        "latest": history[0] if history else None,
-        "history": history,
-        "label": history[0].label if history else ("tumour" if info.tumour_pixels else "normal"),
-        "progress": rv.progress(session, volume),
-        "suggested": suggested,
-        "tumour_slices": {s.index for s in volume.slices if s.tumour_pixels > 0},
-        "states": {k[1]: r.decision for k, r in latest.items()},
-        "img_url": f"/api/volumes/{volume.id}/slices/{index}.png?{urlencode(query)}",
-        "page_url": f"/volumes/{volume.id}?{urlencode({'slice': index, **query})}",
-    }
-
-
-@router.get("/volumes/{volume_id}", dependencies=[blind("volume")])
-def viewer_page(
-    request: Request,
-    volume_id: int,
-    session: SessionDep,
-    user: CurrentUser,
-    slice: int | None = None,  # noqa: A002 - the query parameter users see
-    window: str | None = None,
-    ww: str | None = None,
-    wl: str | None = None,
-    overlay: str | None = None,
-):
-    volume = vs.get_volume(session, volume_id)
-    parsed = parse_window(_window_spec(window, ww, wl))
-    index = _middle_slice(volume) if slice is None else min(max(slice, 0), volume.num_slices - 1)
-    ctx = _viewer_context(session, volume, index, parsed, _overlay(overlay))
-    response = render(request, "volumes/viewer.html", ctx | {"oob": True}, block="slice")
-    if is_htmx(request):
-        response.headers["HX-Replace-Url"] = ctx["page_url"]
-    return response
-
-
-@router.post("/volumes/{volume_id}/slices/{index}/review")
-def review_form(
-    request: Request,
-    volume_id: int,
-    index: int,
-    session: SessionDep,
-    user: CurrentUser,
-    decision: str = Form(""),
-    label: str | None = Form(None),
-    note: str = Form(""),
-    window: str = Form("liver"),
-    overlay: str | None = Form(None),
-):
-    volume = vs.get_volume(session, volume_id)
-    rv.add_review(session, volume, index, user, decision, label, note)
-    session.commit()
-    ctx = _viewer_context(session, volume, index, parse_window(window), _overlay(overlay))
-    if not is_htmx(request):
-        return RedirectResponse(ctx["page_url"], status_code=303)
-    return render(request, "volumes/viewer.html", ctx | {"saved": True}, block="review")

@@ -16,5 +16,16 @@
     try { message = JSON.parse(xhr.responseText).detail || message; } catch (e) { /* not JSON */ }
     toast(message, "error");
   });
+  // An action on a list (archive, delete) marked data-reload shows its result by reloading.
+  document.addEventListener("htmx:afterRequest", (evt) => {
+    if (evt.detail.successful && evt.detail.elt.hasAttribute("data-reload")) location.reload();
+  });
   document.addEventListener("htmx:sendError", () => toast("The server did not answer; try again.", "error"));
 })();
+
+// The Content-Security-Policy allows no inline handlers (onchange=...): a control marked
+// data-autosubmit submits its form when it changes.
+document.addEventListener("change", (evt) => {
+  const el = evt.target instanceof Element ? evt.target.closest("[data-autosubmit]") : null;
+  if (el && el.form) el.form.submit();
+});

@@ -1,84 +1,380 @@
-// Slice viewer: what htmx cannot do alone — keyboard shortcuts, the slider read-out, and
-// swapping the image source in place (the <img> is hx-preserve'd) so slices never flash.
+// Slice viewer, PACS-like: the browser windows raw int16 slices itself (W/L drag never waits
+// for the server), prefetches neighbours for wheel / held-key cine, zooms and pans with a CSS
+// transform, probes HU through /probe, and loads the review panel (htmx) once scrolling pauses.
 (function () {
-  const nav = document.getElementById("viewer-nav");
-  const slider = document.getElementById("slice-slider");
-  if (!nav || !slider) return;
-  const out = document.getElementById("slice-out");
-  const MOVES = { ArrowLeft: -1, ArrowRight: 1, j: -1, k: 1, PageUp: -10, PageDown: 10,
-                  Home: -1e9, End: 1e9 };
-  let pending = null; // a review key pressed while the next slice was still loading
+  const dataEl = document.getElementById("viewer-data");
+  if (!dataEl) return;
+  const D = JSON.parse(dataEl.textContent);
+  const $ = (id) => document.getElementById(id);
+  const stage = $("stage"), canvas = $("slice-canvas"), nav = $("viewer-nav"), slider = $("slice-slider");
+  const g = canvas.getContext("2d"), img = g.createImageData(D.cols, D.rows);
+  const N = D.n, AHEAD = 12, BEHIND = 4, KEEP = 96;
+  const LIVER = [64, 224, 112], TUMOUR = [255, 150, 40];
+  const cache = new Map(), inflight = new Map();
+  let index = D.index, dir = 1, overlay = D.overlay, pending = null, panelTimer = null;
+  let win = { name: D.window.name, w: D.window.width, l: D.window.level };
+  let view = { zoom: 1, x: 0, y: 0 }, lut = null, lutKey = "";
 
-  const stage = () => document.getElementById("stage");
-  const settled = () => stage() && stage().dataset.slice === slider.value;
+  // ---- slices: fetch, cache, prefetch -------------------------------------------------
+  function getBytes(url) {
+    return fetch(url, { credentials: "same-origin" }).then((r) => {
+      if (!r.ok) throw new Error(r.status === 401 ? "session expired" : "HTTP " + r.status);
+      return r.arrayBuffer();
+    });
+  }
+  function fetchSlice(i) {
+    if (cache.has(i)) return Promise.resolve(cache.get(i));
+    if (inflight.has(i)) return inflight.get(i);
+    const base = `/api/volumes/${D.id}/slices/${i}.raw`;
+    const p = Promise.all([getBytes(base), D.hasMask ? getBytes(base + "?mask=true") : null])
+      .then(([hu, mask]) => {
+        const entry = { hu: new Int16Array(hu), mask: mask && new Uint8Array(mask) };
+        cache.set(i, entry);
+        return entry;
+      })
+      .finally(() => inflight.delete(i));
+    inflight.set(i, p);
+    return p;
+  }
+  function prefetch() {
+    for (let d = 1; d <= AHEAD; d++) {
+      for (const i of d <= BEHIND ? [index + dir * d, index - dir * d] : [index + dir * d]) {
+        if (i < 0 || i >= N || cache.has(i) || inflight.has(i)) continue;
+        if (inflight.size >= 6) return;
+        fetchSlice(i).then(prefetch, () => {});
+      }
+    }
+    if (cache.size > KEEP) { // forget the slices farthest from here
+      const far = [...cache.keys()].sort((a, b) => Math.abs(b - index) - Math.abs(a - index));
+      far.slice(0, cache.size - KEEP).forEach((k) => cache.delete(k));
+    }
+  }
 
-  function go(n) {
-    n = Math.max(0, Math.min(Number(slider.max), n));
-    if (String(n) === slider.value) return;
+  // ---- drawing --------------------------------------------------------------------------
+  function table() {
+    const key = win.w + "," + win.l;
+    if (key !== lutKey) {
+      lut = new Uint8ClampedArray(65536);
+      const low = win.l - win.w / 2, k = 255 / win.w;
+      for (let v = -32768; v < 32768; v++) lut[v & 0xffff] = (v - low) * k;
+      lutKey = key;
+    }
+    return lut;
+  }
+  function outline(m, px) {
+    const C = D.cols, R = D.rows;
+    for (let p = 0; p < m.length; p++) {
+      const v = m[p];
+      if (!v) continue;
+      const r = (p / C) | 0, c = p - r * C;
+      const up = r ? m[p - C] : 0, dn = r < R - 1 ? m[p + C] : 0;
+      const lf = c ? m[p - 1] : 0, rt = c < C - 1 ? m[p + 1] : 0;
+      const col = v === 2 && (up !== 2 || dn !== 2 || lf !== 2 || rt !== 2) ? TUMOUR
+        : !up || !dn || !lf || !rt ? LIVER : null;
+      if (col) { px[4 * p] = col[0]; px[4 * p + 1] = col[1]; px[4 * p + 2] = col[2]; }
+    }
+  }
+  function draw() {
+    const e = cache.get(index);
+    if (!e) return false;
+    const t = table(), px = img.data, hu = e.hu;
+    for (let p = 0, q = 0; p < hu.length; p++, q += 4) {
+      const v = t[hu[p] & 0xffff];
+      px[q] = px[q + 1] = px[q + 2] = v; px[q + 3] = 255;
+    }
+    if (overlay && e.mask) outline(e.mask, px);
+    g.putImageData(img, 0, 0);
+    stage.dataset.shown = index;
+    return true;
+  }
+
+  // ---- moving through the volume -------------------------------------------------------
+  function go(n, quiet) {
+    n = Math.max(0, Math.min(N - 1, n));
+    if (n === index && stage.dataset.shown === String(n)) return;
+    dir = n >= index ? 1 : -1;
+    index = n;
+    stage.dataset.slice = n;
     slider.value = n;
-    out.textContent = n;
-    htmx.trigger(nav, "go");
+    hud();
+    if (!draw()) fetchSlice(n).then(() => { if (index === n) draw(); }, (e) => toast(e.message));
+    prefetch();
+    if (!quiet) schedulePanel(false);
+  }
+  function hud() {
+    const [liver, tumour, decision] = D.map[index];
+    $("hud-slice").textContent = index + 1;
+    $("slice-out").textContent = `${index + 1} / ${N}`;
+    const a = D.affine[2];
+    $("hud-z").textContent = `z ${(a[2] * index + a[3]).toFixed(1)} mm`;
+    $("hud-mask").textContent = D.hasMask ? (tumour ? "tumour in mask" : liver ? "liver in mask" : "") : "";
+    const state = ["unreviewed", "approved", "rejected"][decision];
+    const badge = $("stage-state");
+    badge.className = "stage-state " + state;
+    badge.textContent = decision ? state : "not reviewed";
+    document.querySelectorAll("#vmap i.current").forEach((c) => c.classList.remove("current"));
+    const cell = $("vmap").children[index];
+    if (cell) cell.classList.add("current");
+    document.querySelectorAll(".plane .axial-line").forEach((l) => {
+      l.style.top = `${(100 * (N - 1 - index + 0.5)) / N}%`;
+    });
+  }
+  function nextWhere(test) {
+    for (let d = 1; d < N; d++) { const i = (index + d) % N; if (test(D.map[i])) return i; }
+    return null;
   }
 
-  function click(selector) {
-    const run = () => { const el = document.querySelector(selector); if (el) el.click(); };
-    if (settled()) run(); else pending = run; // act on the slice the reviewer is looking at
+  // ---- the review panel (htmx) ---------------------------------------------------------
+  function pageUrl() {
+    const q = new URLSearchParams({ slice: index });
+    if (D.builtins.includes(win.name)) q.set("window", win.name);
+    else { q.set("window", "custom"); q.set("ww", Math.round(win.w)); q.set("wl", Math.round(win.l)); }
+    if (overlay) q.set("overlay", "mask");
+    return `/volumes/${D.id}?${q}`;
+  }
+  function panelSlice() { const p = $("review"); return p ? Number(p.dataset.slice) : -1; }
+  function schedulePanel(now) {
+    clearTimeout(panelTimer);
+    panelTimer = setTimeout(() => {
+      history.replaceState(null, "", pageUrl());
+      if (panelSlice() === index) { runPending(); return; }
+      htmx.ajax("GET", `/volumes/${D.id}/slices/${index}/panel`, { target: "#review", swap: "outerHTML" });
+    }, now ? 0 : 150);
+  }
+  function runPending() {
+    if (!pending) return;
+    if (pending.slice !== index) { pending = null; return; } // moved on: never act elsewhere
+    if (panelSlice() === index) { const run = pending.run; pending = null; run(); }
+  }
+  function later(run) { // on the slice on screen, once its panel is there
+    pending = { slice: index, run };
+    if (panelSlice() === index) runPending(); else schedulePanel(true);
+  }
+  function post(entry) {
+    lastPost = entry;
+    const values = { decision: entry.decision, note: entry.note || "" };
+    if (entry.label) values.label = entry.label;
+    htmx.ajax("POST", `/volumes/${D.id}/slices/${entry.slice}/review`,
+              { source: stage, target: "#review", swap: "outerHTML", values });
+  }
+  function decide(decision) { // the slice on screen, whatever the panel still shows
+    const fresh = panelSlice() === index, form = $("review-form");
+    const checked = fresh && form.querySelector("input[name=label]:checked");
+    post({ volume: D.id, slice: index, decision, label: checked ? checked.value : null,
+           note: fresh ? form.elements.note.value : "" });
   }
 
-  function typing(el) {
-    return el.closest && el.closest(
-      "textarea, select, [contenteditable], input:not([type=range]):not([type=radio]):not([type=checkbox])");
+  // ---- window / level, zoom, pan, probe -------------------------------------------------
+  function setWindow(w, l, name) {
+    win = { name: name || `${Math.round(w)},${Math.round(l)}`, w: Math.max(1, w), l };
+    $("hud-window").textContent = `W ${Math.round(win.w)} · L ${Math.round(win.l)}`;
+    nav.elements.ww.value = Math.round(win.w);
+    nav.elements.wl.value = Math.round(win.l);
+    const radio = nav.querySelector(`input[name=window][value="${CSS.escape(win.name)}"]`)
+      || nav.querySelector('input[name=window][value="custom"]');
+    radio.checked = true;
+    draw();
+    planes();
   }
+  function transform() {
+    canvas.style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.zoom})`;
+  }
+  function zoomBy(f) { view.zoom = Math.min(16, Math.max(0.5, view.zoom * f)); transform(); }
+  function pixelAt(ev) {
+    const r = canvas.getBoundingClientRect(); // the image is letterboxed (object-fit: contain)
+    const s = Math.min(r.width / D.cols, r.height / D.rows);
+    const col = Math.floor((ev.clientX - r.left - (r.width - D.cols * s) / 2) / s);
+    const row = Math.floor((ev.clientY - r.top - (r.height - D.rows * s) / 2) / s);
+    return row >= 0 && row < D.rows && col >= 0 && col < D.cols ? { row, col } : null;
+  }
+  let probeTimer = null, probeSeq = 0;
+  function probe(ev) {
+    const at = pixelAt(ev);
+    clearTimeout(probeTimer);
+    if (!at) { $("hud-probe").textContent = ""; return; }
+    probeTimer = setTimeout(() => {
+      const seq = ++probeSeq;
+      fetch(`/api/volumes/${D.id}/slices/${index}/probe?row=${at.row}&col=${at.col}`)
+        .then((r) => (r.ok ? r.json() : null)).then((p) => {
+          if (!p || seq !== probeSeq) return;
+          const mm = p.position_mm.map((v) => v.toFixed(1)).join(", ");
+          $("hud-probe").textContent = `${p.hu} HU · (${mm}) mm${p.label ? " · " + p.label : ""}`;
+          stage.dataset.probe = JSON.stringify(p);
+        });
+    }, 25);
+  }
+  let drag = null;
+  canvas.addEventListener("pointerdown", (ev) => {
+    drag = { x: ev.clientX, y: ev.clientY, w: win.w, l: win.l, vx: view.x, vy: view.y,
+             pan: ev.shiftKey || ev.button === 1 };
+    canvas.setPointerCapture(ev.pointerId);
+    ev.preventDefault();
+  });
+  canvas.addEventListener("pointermove", (ev) => {
+    if (!drag) { probe(ev); return; }
+    const dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
+    if (drag.pan) { view.x = drag.vx + dx; view.y = drag.vy + dy; transform(); }
+    else setWindow(drag.w + dx * 2, drag.l - dy * 2);
+  });
+  canvas.addEventListener("pointerup", () => { if (drag && !drag.pan) schedulePanel(false); drag = null; });
+  canvas.addEventListener("pointerleave", () => { if (!drag) $("hud-probe").textContent = ""; });
+  stage.addEventListener("wheel", (ev) => {
+    ev.preventDefault();
+    if (ev.ctrlKey) zoomBy(ev.deltaY < 0 ? 1.15 : 1 / 1.15);
+    else go(index + (ev.deltaY > 0 ? 1 : -1));
+  }, { passive: false });
 
-  document.addEventListener("keydown", (e) => {
-    if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
-    if (e.key in MOVES) {
-      e.preventDefault();
-      go(Number(slider.value) + MOVES[e.key]);
+  // ---- coronal / sagittal reformats ----------------------------------------------------
+  let planeTimer = null;
+  function planes() {
+    clearTimeout(planeTimer);
+    planeTimer = setTimeout(() => {
+      const w = `${Math.round(win.w)},${Math.round(win.l)}`;
+      for (const [plane, size, mm] of [["coronal", D.nx, D.spacing[0]], ["sagittal", D.ny, D.spacing[1]]]) {
+        const el = $("plane-" + plane);
+        el.src = `/api/volumes/${D.id}/reformat/${plane}.png?window=${w}`;
+        el.style.aspectRatio = `${size * mm} / ${N * D.spacing[2]}`;
+      }
+    }, 200);
+  }
+  document.querySelectorAll(".plane img").forEach((el) => el.addEventListener("click", (ev) => {
+    const r = el.getBoundingClientRect();
+    go(N - 1 - Math.floor(((ev.clientY - r.top) / r.height) * N));
+  }));
+
+  // ---- presets ----------------------------------------------------------------------------
+  function savePrefs(prefs) {
+    return fetch("/api/viewer/settings", {
+      method: "PUT", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
+      body: JSON.stringify(prefs),
+    }).then((r) => r.json().then((b) => { if (!r.ok) throw new Error(b.detail); D.prefs = b; return b; }));
+  }
+  $("preset-save").addEventListener("click", () => {
+    const name = prompt("Name of this preset (W " + Math.round(win.w) + " / L " + Math.round(win.l) + ")");
+    if (!name) return;
+    const presets = D.prefs.presets.filter((p) => p.name !== name)
+      .concat([{ name, width: Math.round(win.w), level: Math.round(win.l) }]);
+    savePrefs({ ...D.prefs, presets }).then(() => location.assign(pageUrl().replace(/window=[^&]*(&ww=[^&]*&wl=[^&]*)?/, "window=" + encodeURIComponent(name))), (e) => toast(e.message));
+  });
+  $("preset-default").addEventListener("click", () => {
+    const name = D.builtins.includes(win.name) || D.prefs.presets.some((p) => p.name === win.name) ? win.name : null;
+    if (!name) { toast("Save this window as a preset first."); return; }
+    savePrefs({ ...D.prefs, default_window: name }).then(() => toast(`The viewer now opens with ${name}.`, "ok"), (e) => toast(e.message));
+  });
+
+  // ---- a decision the server did not store (expired session) ------------------------------
+  const UNSTORED = "medsynth-unstored";
+  let lastPost = null;
+  function csrf() { const m = (document.body.getAttribute("hx-headers") || "").match(/"X-CSRF-Token":\s*"([^"]*)"/); return m ? m[1] : ""; }
+  function notStored(entry, afterLogin) {
+    const box = $("not-stored");
+    const what = `${entry.decision === "approved" ? "approve" : "reject"} of slice ${entry.slice + 1} (${entry.label || "label from mask"})`;
+    box.hidden = false;
+    if (!afterLogin) {
+      const login = "/login?next=" + encodeURIComponent(pageUrl());
+      box.innerHTML = `<b>NOT STORED.</b> Your session expired, so the ${what} did not reach the server. ` +
+        `<a class="button small" href="${login}">Log in again</a> — you come back to this slice and can store it.`;
       return;
     }
-    const actions = {
-      a: '#review-form button[value="approved"]', r: '#review-form button[value="rejected"]',
-      n: '#review-form input[value="normal"]', t: '#review-form input[value="tumour"]',
+    box.innerHTML = `<b>NOT STORED yet:</b> the ${what} was refused because your session had expired. ` +
+      `<button type="button" class="small" id="unstored-store">Store it now</button> <button type="button" class="secondary small" id="unstored-drop">Discard</button>`;
+    $("unstored-drop").onclick = () => { sessionStorage.removeItem(UNSTORED); box.hidden = true; };
+    $("unstored-store").onclick = () => {
+      sessionStorage.removeItem(UNSTORED);
+      box.hidden = true;
+      go(entry.slice, true);
+      post(entry);
     };
-    if (actions[e.key]) click(actions[e.key]);
-    else if (e.key === "o") nav.querySelector('input[name="overlay"]').click();
-    else if ("12345".includes(e.key)) nav.querySelector(`input[data-key="${e.key}"]`).click();
+  }
+  document.body.addEventListener("htmx:configRequest", (ev) => {
+    if (ev.detail.elt.id !== "review-form") return;
+    const p = ev.detail.formData || ev.detail.parameters;
+    const get = (k) => (p.get ? p.get(k) : p[k]);
+    lastPost = { volume: D.id, slice: Number(ev.detail.elt.dataset.slice), decision: get("decision"), label: get("label"), note: get("note") };
+  });
+  document.body.addEventListener("htmx:beforeOnLoad", (ev) => {
+    const to = ev.detail.xhr.getResponseHeader("HX-Redirect");
+    if (!to || !to.startsWith("/login")) return;
+    ev.preventDefault(); // stay here: never lose sight of an unsaved decision
+    const path = (ev.detail.pathInfo && ev.detail.pathInfo.requestPath) || "";
+    if (/\/review$/.test(path) && lastPost) {
+      sessionStorage.setItem(UNSTORED, JSON.stringify(lastPost));
+      notStored(lastPost, false);
+    } else {
+      location.assign("/login?next=" + encodeURIComponent(pageUrl()));
+    }
+  });
+  document.body.addEventListener("htmx:afterSettle", () => {
+    const panel = $("review");
+    if (!panel) return;
+    const i = Number(panel.dataset.slice), code = { approved: 1, rejected: 2 }[panel.dataset.decision] || 0;
+    D.map[i][2] = code;
+    const cell = $("vmap").children[i];
+    if (cell) { cell.classList.remove("approved", "rejected"); if (code) cell.classList.add(code === 1 ? "approved" : "rejected"); }
+    $("advance").checked = localStorage.getItem("medsynth-advance") === "1";
+    if (i === index) hud(); else schedulePanel(false);
+    if (panel.dataset.saved && $("advance").checked && i === index) go(index + 1);
+    runPending();
+  });
+  function toast(message, kind) { if (window.medsynthToast) window.medsynthToast(message, kind); }
+
+  // ---- keyboard, controls ---------------------------------------------------------------
+  const MOVES = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -1, ArrowDown: 1, j: -1, k: 1,
+                  PageUp: -10, PageDown: 10, Home: -1e9, End: 1e9 };
+  const LABELS = { n: '#review-form input[value="normal"]', t: '#review-form input[value="tumour"]' };
+  function typing(el) {
+    return el.closest && el.closest("textarea, select, [contenteditable], input:not([type=range]):not([type=radio]):not([type=checkbox])");
+  }
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
+    const k = e.key;
+    if (k in MOVES) go(index + MOVES[k]);
+    else if (k === "a" || k === "r") decide(k === "a" ? "approved" : "rejected");
+    else if (LABELS[k]) later(() => document.querySelector(LABELS[k]).click());
+    else if (k === "u") { const i = nextWhere((m) => !m[2]); if (i !== null) go(i); else toast("Every slice is reviewed.", "ok"); }
+    else if (k === "s") { const i = nextWhere((m) => m[0] && !m[2]) ?? nextWhere((m) => m[0]); if (i !== null) go(i); }
+    else if (k === "o") nav.elements.overlay.click();
+    else if (k === "0") $("view-reset").click();
+    else if (k === "+" || k === "=") zoomBy(1.25);
+    else if (k === "-") zoomBy(0.8);
+    else if (/^[1-9]$/.test(k)) { const r = nav.querySelectorAll("input[name=window][data-width]")[Number(k) - 1]; if (r) r.click(); }
     else return;
     e.preventDefault();
   });
-
-  slider.addEventListener("input", () => { out.textContent = slider.value; });
+  nav.addEventListener("submit", (e) => e.preventDefault());
+  slider.addEventListener("input", () => go(Number(slider.value)));
   document.addEventListener("click", (e) => {
-    const step = e.target.closest("[data-step]");
-    const chip = e.target.closest("[data-goto]");
-    if (step) go(Number(slider.value) + Number(step.dataset.step));
-    else if (chip) go(Number(chip.dataset.goto));
+    const step = e.target.closest("[data-step]"), cell = e.target.closest("[data-goto]");
+    if (step) go(index + Number(step.dataset.step));
+    else if (cell) go(Number(cell.dataset.goto));
   });
-  nav.addEventListener("input", (e) => { // typing a width or level selects "Custom"
-    if (e.target.name === "ww" || e.target.name === "wl") nav.querySelector('input[value="custom"]').checked = true;
+  nav.addEventListener("change", (e) => {
+    const t = e.target;
+    if (t.name === "window" && t.dataset.width) setWindow(Number(t.dataset.width), Number(t.dataset.level), t.value);
+    else if (t.name === "ww" || t.name === "wl") setWindow(Number(nav.elements.ww.value), Number(nav.elements.wl.value));
+    else if (t.name === "overlay") { overlay = t.checked; draw(); }
+    else return;
+    schedulePanel(false);
   });
-  nav.addEventListener("change", (e) => { // a preset shows its width and level in the inputs
-    if (e.target.name === "window" && e.target.dataset.width) {
-      nav.elements.ww.value = e.target.dataset.width;
-      nav.elements.wl.value = e.target.dataset.level;
-    }
-  }, true);
+  $("view-reset").addEventListener("click", () => {
+    view = { zoom: 1, x: 0, y: 0 }; transform();
+    const d = nav.querySelector("input[name=window][data-width]");
+    const first = D.window;
+    setWindow(first.width, first.level, first.name);
+    if (d && !nav.querySelector("input[name=window]:checked")) d.checked = true;
+  });
+  document.addEventListener("change", (e) => {
+    if (e.target.id === "advance") localStorage.setItem("medsynth-advance", e.target.checked ? "1" : "0");
+  });
 
-  document.body.addEventListener("htmx:afterSettle", () => {
-    const s = stage();
-    if (!s) return;
-    const img = document.getElementById("slice-img");
-    if (img.getAttribute("src") !== s.dataset.src) img.src = s.dataset.src;
-    document.querySelectorAll(".chip.current").forEach((c) => c.classList.remove("current"));
-    const chip = document.getElementById("chip-" + s.dataset.slice);
-    if (chip) { chip.classList.add("current"); chip.scrollIntoView({ block: "nearest", inline: "nearest" }); }
-    for (const d of [1, -1]) { // warm the browser cache for the neighbours
-      const n = Number(s.dataset.slice) + d;
-      if (n >= 0 && n <= Number(s.dataset.max)) {
-        new Image().src = s.dataset.src.replace(/\/slices\/\d+\.png/, `/slices/${n}.png`);
-      }
-    }
-    if (pending && settled()) { const run = pending; pending = null; run(); }
-  });
+  // ---- start --------------------------------------------------------------------------------
+  $("advance").checked = localStorage.getItem("medsynth-advance") === "1";
+  setWindow(win.w, win.l, win.name);
+  stage.dataset.slice = index;
+  hud();
+  fetchSlice(index).then(() => { if (stage.dataset.shown !== String(index)) draw(); }, (e) => toast(e.message));
+  prefetch();
+  const unstored = JSON.parse(sessionStorage.getItem(UNSTORED) || "null");
+  if (unstored && unstored.volume === D.id) notStored(unstored, true);
 })();

@@ -204,17 +204,13 @@ def test_pages_list_and_viewer_with_htmx_partials(live_app, admin, pair):
     assert page.status_code == 200 and "volume-4" in page.text and 'name="mask"' in page.text
     viewer = admin.get(f"/volumes/{vid}", params={"slice": 6, "window": "bone"})
     assert viewer.status_code == 200 and "<html" in viewer.text
-    assert f"/api/volumes/{vid}/slices/6.png?window=bone" in viewer.text
+    assert 'id="slice-canvas"' in viewer.text and '"index": 6' in viewer.text
     assert 'id="slice-slider"' in viewer.text and "/static/js/viewer.js" in viewer.text
+    assert "Slice <b id=\"hud-slice\">7</b> / 12" in viewer.text  # 1-based for people
     htmx = {"HX-Request": "true"}
-    part = admin.get(
-        f"/volumes/{vid}",
-        params={"slice": 7, "window": "custom", "ww": 300, "wl": 20},
-        headers=htmx,
-    )
-    assert part.status_code == 200 and "<html" not in part.text and 'id="stage"' in part.text
-    assert 'hx-swap-oob="true"' in part.text  # the review panel comes along
-    assert part.headers["HX-Replace-Url"] == f"/volumes/{vid}?slice=7&window=300%2C20"
+    part = admin.get(f"/volumes/{vid}/slices/7/panel", headers=htmx)
+    assert part.status_code == 200 and "<html" not in part.text and 'id="review"' in part.text
+    assert 'data-slice="7"' in part.text and "Slice 8" in part.text
     assert "HX-Request" in part.headers["Vary"]
     r = admin.post(
         f"/volumes/{vid}/slices/7/review",

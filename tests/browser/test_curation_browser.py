@@ -17,6 +17,18 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
+def page(browser):
+    """The app's CSP forbids eval; Playwright's string predicates need it, so bypass it here."""
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, bypass_csp=True, accept_downloads=True
+    )
+    pg = context.new_page()
+    pg.set_default_timeout(15_000)
+    yield pg
+    context.close()
+
+
+@pytest.fixture
 def demo_volume(live_app):
     with session_scope(live_app.sessions) as session:
         volume = create_demo(session, live_app.settings, volumes=1, seed=0, size=64)[0]
@@ -64,7 +76,8 @@ def test_login_browse_approve_freeze_and_download(live_app, page, demo_volume):
     page.goto(f"{live_app.url}/datasets")
     page.fill("#ds-name", "browser-v1")
     page.select_option("#ds-res", "32")
-    page.get_by_role("button", name=re.compile(r"Freeze 3 slices")).click()
+    assert page.locator("#freeze-preview .big-number").inner_text() == "3"
+    page.get_by_role("button", name=re.compile(r"^Freeze$")).click()
     page.wait_for_url(re.compile(r"/datasets/\d+$"))
     assert page.locator(".dataset-grid figure").count() == 3
 
@@ -75,7 +88,12 @@ def test_login_browse_approve_freeze_and_download(live_app, page, demo_volume):
         names = sorted(zf.namelist())
         labels = json.loads(zf.read("dataset.json"))["labels"]
         provenance = json.loads(zf.read("medsynth.json"))
-    assert names == ["dataset.json", "img00000000.png", "img00000001.png", "img00000002.png",
-                     "medsynth.json"]
+    assert names == [
+        "dataset.json",
+        "img00000000.png",
+        "img00000001.png",
+        "img00000002.png",
+        "medsynth.json",
+    ]
     assert len(labels) == 3
     assert sorted(img["slice_index"] for img in provenance["images"]) == approved
