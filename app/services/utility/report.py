@@ -98,14 +98,14 @@ def to_csv(result: Mapping[str, Any]) -> str:
     return buf.getvalue()
 
 
-def learning_curve(result: Mapping[str, Any], width: int = 560, height: int = 300) -> Markup:
+def learning_curve(result: Mapping[str, Any], width: int = 640, height: int = 300) -> Markup:
     """Score against the number of real images (x: the fraction's real count), one line per
     arm with its 95% CI as a translucent band; hover a point for its numbers."""
     rows = [r for r in result.get("results") or [] if all(map(math.isfinite, r["ci95"]))]
     if not rows:
         return Markup("<p class='muted'>No results to plot.</p>")
     metric = METRIC_NAMES.get(result.get("metric", ""), "score")
-    left, right, top, bottom = 48, 170, 12, 36
+    left, right, top, bottom = 48, 210, 12, 36
     xs = sorted({r.get("n_real_available", r["n_real"]) for r in rows})
     lo = min(min(r["ci95"][0] for r in rows), 0.0 if metric == "Dice" else 0.4)
     hi = max(max(r["ci95"][1] for r in rows), lo + 0.05)
