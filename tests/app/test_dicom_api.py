@@ -117,7 +117,7 @@ def test_multi_file_selection_is_one_series(live_app, admin, tmp_path):
 
 def test_hostile_zips_are_refused_and_leave_nothing(live_app, admin, tmp_path):
     write_series(tmp_path / "s", ct_volume(n=3))
-    evil = zip_folder(tmp_path / "s", tmp_path / "evil.zip", {"../../../escape.dcm": b"DICM"})
+    evil = zip_folder(tmp_path / "s", tmp_path / "hostile.zip", {"../../../escape.dcm": b"DICM"})
     r = _post_zip(admin, evil)
     assert r.status_code == 422 and "'..' path component" in r.json()["detail"]
     bomb = zip_folder(tmp_path / "s", tmp_path / "bomb.zip", {"zeros.dcm": bytes(9 * 1024**2)})
