@@ -8,7 +8,7 @@
   const $ = (id) => document.getElementById(id);
   const stage = $("stage"), canvas = $("slice-canvas"), nav = $("viewer-nav"), slider = $("slice-slider");
   const g = canvas.getContext("2d"), img = g.createImageData(D.cols, D.rows);
-  const N = D.n, AHEAD = 12, BEHIND = 4, KEEP = 96;
+  const N = D.n, BLOCK = 8, KEEP = 80;
   const LIVER = [64, 224, 112], TUMOUR = [255, 150, 40];
   const cache = new Map(), inflight = new Map();
   let index = D.index, dir = 1, overlay = D.overlay, pending = null, panelTimer = null;
@@ -22,27 +22,28 @@
       return r.arrayBuffer();
     });
   }
-  function fetchSlice(i) {
+  function fetchSlice(i) { // slices come in aligned blocks of BLOCK: one request each
     if (cache.has(i)) return Promise.resolve(cache.get(i));
-    if (inflight.has(i)) return inflight.get(i);
-    const base = `/api/volumes/${D.id}/slices/${i}.raw`;
-    const p = Promise.all([getBytes(base), D.hasMask ? getBytes(base + "?mask=true") : null])
-      .then(([hu, mask]) => {
-        const entry = { hu: new Int16Array(hu), mask: mask && new Uint8Array(mask) };
-        cache.set(i, entry);
-        return entry;
-      })
-      .finally(() => inflight.delete(i));
-    inflight.set(i, p);
-    return p;
+    const start = i - (i % BLOCK);
+    if (inflight.has(start)) return inflight.get(start).then(() => cache.get(i));
+    const count = Math.min(BLOCK, N - start), area = D.rows * D.cols;
+    const url = `/api/volumes/${D.id}/slices/${start}.raw?count=${count}` + (D.hasMask ? "&mask=true" : "");
+    const p = getBytes(url).then((buf) => {
+      for (let k = 0; k < count; k++) {
+        const mask = D.hasMask ? new Uint8Array(buf, 2 * area * count + k * area, area) : null;
+        cache.set(start + k, { hu: new Int16Array(buf, 2 * area * k, area), mask });
+      }
+    }).finally(() => inflight.delete(start));
+    inflight.set(start, p);
+    return p.then(() => cache.get(i));
   }
   function prefetch() {
-    for (let d = 1; d <= AHEAD; d++) {
-      for (const i of d <= BEHIND ? [index + dir * d, index - dir * d] : [index + dir * d]) {
-        if (i < 0 || i >= N || cache.has(i) || inflight.has(i)) continue;
-        if (inflight.size >= 6) return;
-        fetchSlice(i).then(prefetch, () => {});
-      }
+    const here = index - (index % BLOCK);
+    for (const d of [0, 1, 2, -1, 3, -2]) {
+      const start = here + dir * d * BLOCK;
+      if (start < 0 || start >= N || cache.has(start) || inflight.has(start)) continue;
+      if (inflight.size >= 3) return;
+      fetchSlice(start).then(prefetch, () => {});
     }
     if (cache.size > KEEP) { // forget the slices farthest from here
       const far = [...cache.keys()].sort((a, b) => Math.abs(b - index) - Math.abs(a - index));

@@ -3,8 +3,6 @@ coronal / sagittal reformats from the RAS cache, and each user's window presets.
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 from sqlalchemy.orm import Session
 
@@ -12,13 +10,7 @@ from app.errors import InvalidInput, NotFound
 from app.imaging.render import slice_png
 from app.imaging.window import PRESETS, Window
 from app.models import User, ViewerSettings, Volume
-from app.services.curation.volumes import (
-    check_index,
-    display_mask,
-    display_slice,
-    mask_array,
-    volume_array,
-)
+from app.services.curation.volumes import check_index, mask_array, volume_array
 from app.settings import Settings
 
 # Built-in viewer presets: the export presets plus a portal-venous liver window (W150/L30
@@ -28,21 +20,28 @@ MASK_NAMES = {0: "background", 1: "liver", 2: "tumour"}
 PLANES = ("coronal", "sagittal")
 
 
-def raw_slice(settings: Settings, volume: Volume, index: int, mask: bool = False) -> bytes:
-    """The display-oriented slice as little-endian int16 HU (or uint8 labels), row-major."""
+MAX_BLOCK = 32
+
+
+def raw_block(
+    settings: Settings, volume: Volume, start: int, count: int = 1, mask: bool = False
+) -> tuple[bytes, int]:
+    """Display-oriented slices start.. (at most `count`, to the end of the volume) as one
+    buffer: all int16 LE HU [k, rows, cols], then with `mask` all uint8 labels. One request
+    per block keeps wheel and cine scrolling ahead of the reader. Returns (bytes, count)."""
+    check_index(volume, start)
+    if not 1 <= count <= MAX_BLOCK:
+        raise InvalidInput(f"count must be 1..{MAX_BLOCK}, got {count}")
+    stop = min(start + count, volume.num_slices)
+    hu = volume_array(settings, volume)[::-1, ::-1, start:stop].transpose(2, 1, 0)
+    parts = [np.ascontiguousarray(hu, dtype="<i2").tobytes()]
     if mask:
-        labels = display_mask(settings, volume, index)
+        labels = mask_array(settings, volume)
         if labels is None:
             raise NotFound(f"volume {volume.id} has no mask")
-        return np.ascontiguousarray(labels, dtype=np.uint8).tobytes()
-    hu = display_slice(settings, volume, index)
-    return np.ascontiguousarray(hu, dtype="<i2").tobytes()
-
-
-def gzip_bytes(data: bytes) -> bytes:
-    """gzip at level 1: CT halves in size for a millisecond or two."""
-    packer = zlib.compressobj(1, zlib.DEFLATED, 31)
-    return packer.compress(data) + packer.flush()
+        block = labels[::-1, ::-1, start:stop].transpose(2, 1, 0)
+        parts.append(np.ascontiguousarray(block, dtype=np.uint8).tobytes())
+    return b"".join(parts), stop - start
 
 
 def probe(settings: Settings, volume: Volume, index: int, row: int, col: int) -> dict:
