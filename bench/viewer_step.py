@@ -34,7 +34,7 @@ SHOWN = """(n) => {
 }"""
 
 MEASURE = """async ([kind, n0, steps, gap]) => {
-  const shown = %s;
+  const shown = __SHOWN__;
   const until = (n, t0) => new Promise((resolve, reject) => {
     const tick = () => {
       if (shown(n)) resolve(performance.now() - t0);
@@ -65,7 +65,7 @@ MEASURE = """async ([kind, n0, steps, gap]) => {
     await new Promise((r) => requestAnimationFrame(() => r())); // let the frame paint
   }
   return times;
-}""" % SHOWN
+}""".replace("__SHOWN__", SHOWN)
 
 
 def pct(values: list[float], q: int) -> float:
@@ -78,7 +78,8 @@ def run(url: str, steps: int) -> dict:
     out = {}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True,
+            executable_path="/usr/bin/chromium",
+            headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
         )
         page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -119,9 +120,19 @@ def main() -> None:
         prepare(data, args.slices)
         proc, url = serve(data)
         figures = run(url, args.steps)
-        print(json.dumps({"bench": "viewer_step", "image": [512, 512], "steps": args.steps,
-                          **figures, "target_p95_ms": 30, "cpus": os.cpu_count(),
-                          "load1": round(os.getloadavg()[0], 2)}))
+        print(
+            json.dumps(
+                {
+                    "bench": "viewer_step",
+                    "image": [512, 512],
+                    "steps": args.steps,
+                    **figures,
+                    "target_p95_ms": 30,
+                    "cpus": os.cpu_count(),
+                    "load1": round(os.getloadavg()[0], 2),
+                }
+            )
+        )
     finally:
         if proc is not None:
             proc.terminate()

@@ -197,8 +197,7 @@ def freeze_form(
         raise InvalidInput("choose at least one volume to freeze")
     spec = custom_window if window == "custom" else window
     args = (session, settings, name, resolution, spec, bit_depth, user)
-    options = {"filters": _form_filters(volume_ids, label, reviewer, min_reviewers),
-               "masks": masks}
+    options = {"filters": _form_filters(volume_ids, label, reviewer, min_reviewers), "masks": masks}
     if split_val or split_test:
         split = comp.Split(split_val, split_test, split_seed)
         versions = service.freeze_split(*args, split=split, **options)

@@ -16,6 +16,10 @@
     try { message = JSON.parse(xhr.responseText).detail || message; } catch (e) { /* not JSON */ }
     toast(message, "error");
   });
+  // An action on a list (archive, delete) marked data-reload shows its result by reloading.
+  document.addEventListener("htmx:afterRequest", (evt) => {
+    if (evt.detail.successful && evt.detail.elt.hasAttribute("data-reload")) location.reload();
+  });
   document.addEventListener("htmx:sendError", () => toast("The server did not answer; try again.", "error"));
 })();
 

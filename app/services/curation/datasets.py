@@ -254,11 +254,7 @@ def check_disjoint(train_version: DatasetVersion, heldout_version: DatasetVersio
         raise Conflict(f"dataset version {train_version.id} cannot be held out from itself")
     train = {patient_key(item.volume): item.volume_id for item in train_version.items}
     shared = sorted(
-        {
-            item.volume_id
-            for item in heldout_version.items
-            if patient_key(item.volume) in train
-        }
+        {item.volume_id for item in heldout_version.items if patient_key(item.volume) in train}
     )
     if shared:
         raise Conflict(
