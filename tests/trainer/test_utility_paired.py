@@ -72,3 +72,19 @@ def test_a_trained_paired_model_generates_aligned_masks(tmp_path):
     assert mask.get_fdata().shape == image.get_fdata().shape == (16, 16, 1)
     assert np.array_equal(np.asarray(mask.dataobj)[:, :, 0].T, masks[3])
     assert os.path.getsize(gen / "seed0003.mask.nii.gz") > 0
+
+
+def test_conditioning_still_works_on_image_and_mask(tmp_path):
+    from tests.trainer.helpers import TINY
+
+    data = disc_zip(tmp_path / "discs.zip", n=8, res=16)
+    run = tmp_path / "run"
+    out = run_trainer("train", "--data", data, "--outdir", str(run), "--kimg", "0", "--cond",
+                      *TINY, "--aug", "ada")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    gen = tmp_path / "gen"
+    out = run_trainer("generate", "--snapshot", str(run / "snapshot-000000.pt"), "--seeds", "0-1",
+                      "--class", "1", "--outdir", str(gen), "--device", "cpu")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert sorted(os.listdir(gen)) == ["seed0000.mask.png", "seed0000.png", "seed0001.mask.png",
+                                       "seed0001.png"]  # fmt: skip
