@@ -91,8 +91,7 @@ async def login(
         )
     except TooManyRequests as exc:
         response = _login_form(request, settings, next, exc.detail, status=exc.status_code)
-        response.headers["Retry-After"] = str(int(exc.retry_after))
-        return response
+        return _retry_after(response, exc)
     if done is None:
         return _login_form(request, settings, next, "wrong username or password", status=401)
     response = _see_other(safe_next(next))
@@ -109,6 +108,12 @@ def logout(request: Request, session: SessionDep, user: CurrentUser) -> Response
 
 
 # --- the own account -------------------------------------------------------------------------
+
+
+def _retry_after(response: Response, exc: DomainError) -> Response:
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(max(1, int(exc.retry_after)))
+    return response
 
 
 def _account(
@@ -148,9 +153,7 @@ def create_token(
         session.rollback()
         response = _account(request, session, settings, user, exc.status_code,
                             token_error=exc.detail)  # fmt: skip
-        if isinstance(exc, TooManyRequests):
-            response.headers["Retry-After"] = str(int(exc.retry_after))
-        return response
+        return _retry_after(response, exc)
     _, token = users_service.issue_token(session, user, name or "unnamed")
     return _account(
         request, session, settings, user, new_token=token, new_token_name=name or "unnamed"
@@ -196,8 +199,9 @@ def change_password(
         )  # fmt: skip
     except DomainError as exc:
         session.rollback()
-        return _account(request, session, settings, user, exc.status_code,
-                        password_error=exc.detail)  # fmt: skip
+        response = _account(request, session, settings, user, exc.status_code,
+                            password_error=exc.detail)  # fmt: skip
+        return _retry_after(response, exc)
     msg = "Password changed; your other sessions have ended."
     if revoked:
         msg += f" {revoked} API token{'' if revoked == 1 else 's'} revoked."
