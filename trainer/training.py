@@ -107,6 +107,9 @@ class Trainer:
         from trainer.augment import AugmentPipe, augpipe_kwargs
 
         kwargs = {**augpipe_kwargs(ac.pipe), **ac.pipe_kwargs}
+        labels = getattr(self.cfg.network, "label_channels", 0)
+        if labels:  # mask channels take the geometry and filter, never colour/noise/cutout
+            kwargs["image_channels"] = self.cfg.network.img_channels - labels
         pipe = AugmentPipe(**kwargs).train().requires_grad_(False).to(self.device)
         pipe.p.copy_(torch.as_tensor(ac.initial_p))
         if ac.mode != "ada":
