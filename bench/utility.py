@@ -59,10 +59,12 @@ def main() -> None:
            "--device", args.device, "--progress-json",
            "--out", os.path.join(work, "out.json")]  # fmt: skip
     t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    log = os.path.join(work, "progress.log")  # the run's estimate and progress, to follow
+    with open(log, "w") as err:
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
     wall = time.time() - t0
     if proc.returncode != 0:
-        sys.exit(proc.stderr[-2000:])
+        sys.exit(open(log).read()[-2000:])
     result = json.loads(proc.stdout)
     dice = {f"{r['arm']}@{r['fraction']:g}": round(r["mean"], 3) for r in result["results"]}
     print(json.dumps({
@@ -70,6 +72,8 @@ def main() -> None:
         "seeds": 3, "steps": args.steps, "n_train": result["train"]["n_slices"],
         "n_test": result["test"]["n_slices"], "wall_s": round(wall, 1),
         "estimate_s": result["estimate_s"], "target_s": 900 if args.device == "cpu" else 600,
+        "estimate_line": next((json.loads(ln)["message"] for ln in open(log)
+                               if ln.startswith('{"message": "estimate')), None),
         "cores": os.cpu_count(), "load_before": [round(v, 2) for v in load_before],
         "load_after": [round(v, 2) for v in os.getloadavg()], "dice": dice,
     }))  # fmt: skip

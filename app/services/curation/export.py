@@ -35,11 +35,17 @@ from app.imaging.crop import (
     CROP_MARGIN,
     body_crop_box,
     crop_and_resize,
-    crop_and_resize_mask,
 )
 from app.imaging.render import axial_display
 from app.imaging.window import Window, to_uint8
 from app.models import DatasetVersion, Review, Volume
+from app.services.curation.export_masks import (
+    has_masks,
+    masks_doc,
+    median_spacing,
+    pixel_spacing,
+    write_mask,
+)
 from app.services.curation.volumes import mask_array, volume_array
 from app.settings import Settings
 
@@ -48,8 +54,6 @@ PNG_COMPRESS_LEVEL = 6
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 LABELS = {"normal": 0, "tumour": 1}
 FORMAT = "medsynth-dataset/1"
-MASK_LABELS = {"0": "background", "1": "liver", "2": "tumour"}
-MASK_SUFFIX = ".mask.npy"
 
 
 @dataclass(frozen=True)
@@ -122,18 +126,6 @@ def image_name(position: int) -> str:
     return f"img{position:08d}.png"
 
 
-def mask_name(image_file: str) -> str:
-    """The label map stored beside an image: img00000000.png -> img00000000.mask.npy."""
-    return image_file.removesuffix(".png") + MASK_SUFFIX
-
-
-def encode_mask(labels: np.ndarray) -> bytes:
-    """uint8 [R, R] as .npy (C order, fixed header): same labels, same bytes."""
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(labels, dtype=np.uint8), allow_pickle=False)
-    return buf.getvalue()
-
-
 def content_hash(es: ExportSettings, images: list[ImageRecord]) -> str:
     """SHA-256 (hex) of the canonical JSON (sorted keys, no spaces, UTF-8) of
     {"format", "settings": {resolution, bit_depth, hu_min, hu_max},
@@ -169,26 +161,6 @@ def _load_arrays(settings: Settings, volume: Volume, masks: bool) -> tuple:
             "masks, or ingest the volume with its mask"
         )
     return hu, labels
-
-
-def _write_mask(labels: np.ndarray, box: tuple, es: ExportSettings, workdir: Path, image: str):
-    """The slice's label map through the image's crop box; (file, sha256, provenance entry)."""
-    resized = crop_and_resize_mask(labels, box, es.resolution)
-    data = encode_mask(resized)
-    name = mask_name(image)
-    (workdir / name).write_bytes(data)
-    entry = {
-        "file": name,
-        "liver_pixels": int(np.count_nonzero(resized == 1)),
-        "tumour_pixels": int(np.count_nonzero(resized == 2)),
-    }
-    return name, hashlib.sha256(data).hexdigest(), entry
-
-
-def pixel_spacing(volume: Volume, side: int, resolution: int) -> list[float]:
-    """[row, column] mm of an exported pixel: display rows run along y, columns along x."""
-    sx, sy = (float(v) for v in volume.spacing[:2])
-    return [round(sy * side / resolution, 6), round(sx * side / resolution, 6)]
 
 
 def render_images(
@@ -231,46 +203,19 @@ def render_images(
         mask_file = mask_sha = None
         if label_volume is not None:
             labels = axial_display(label_volume, item.slice_index)
-            mask_file, mask_sha, prov["mask"] = _write_mask(
-                labels, (top, left, side), es, workdir, name
+            mask_file, mask_sha, prov["mask"] = write_mask(
+                labels, (top, left, side), es.resolution, workdir, name
             )
         sha = hashlib.sha256(png).hexdigest()
         records.append(ImageRecord(name, sha, LABELS[item.label], prov, mask_file, mask_sha))
     return records
 
 
-def has_masks(dataset: DatasetVersion) -> bool:
-    """Whether a version carries label maps (the column arrives with the masks migration)."""
-    return bool(getattr(dataset, "masks", False))
-
-
-def _masks_doc(images: list[ImageRecord]) -> dict | None:
-    """medsynth.json's description of the label maps, or None for a version without them."""
-    if not any(im.mask_file for im in images):
-        return None
-    return {
-        "format": "npy",
-        "dtype": "uint8",
-        "suffix": MASK_SUFFIX,
-        "labels": MASK_LABELS,
-        "resample": "the image's crop box, PIL NEAREST (label values are never mixed)",
-        "num_with_liver": sum(bool(im.provenance["mask"]["liver_pixels"]) for im in images),
-        "num_with_tumour": sum(bool(im.provenance["mask"]["tumour_pixels"]) for im in images),
-    }
-
-
-def _median_spacing(images: list[ImageRecord]) -> list[float] | None:
-    spacings = [im.provenance.get("pixel_spacing_mm") for im in images]
-    if not spacings or any(sp is None for sp in spacings):
-        return None
-    return [round(float(v), 6) for v in np.median(np.asarray(spacings, float), axis=0)]
-
-
 def provenance(dataset: DatasetVersion, es: ExportSettings, images: list[ImageRecord]) -> dict:
     """medsynth.json: everything needed to trace an image back and to turn pixels into HU."""
     return {
-        "masks": _masks_doc(images),
-        "pixel_spacing_mm": _median_spacing(images),
+        "masks": masks_doc(images),
+        "pixel_spacing_mm": median_spacing(images),
         "format": FORMAT,
         "dataset_id": dataset.id,
         "name": dataset.name,
