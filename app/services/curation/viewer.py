@@ -129,5 +129,5 @@ def user_window(session: Session, user: User) -> Window | None:
         return VIEWER_PRESETS[name]
     for p in prefs["presets"]:
         if p["name"] == name:
-            return Window(f"{p['width']:g},{p['level']:g}", float(p["width"]), float(p["level"]))
+            return Window(name, float(p["width"]), float(p["level"]))
     return None
