@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -46,10 +46,22 @@ def _wants_json(request: Request) -> bool:
     )
 
 
+def _return_page(request: Request) -> str:
+    """Where the login sends the user back: this page for a GET, else the page the request
+    came from (a POST URL would answer 405 to the login's GET redirect). Issue 14."""
+    if request.method in ("GET", "HEAD"):
+        query = request.url.query
+        return request.url.path + (f"?{query}" if query else "")
+    origin = urlsplit(request.headers.get("hx-current-url") or request.headers.get("referer", ""))
+    if origin.netloc and origin.netloc != request.url.netloc:
+        return "/"
+    return (origin.path or "/") + (f"?{origin.query}" if origin.query else "")
+
+
 def _error_response(request: Request, status: int, detail: str) -> Response:
     """The one place that decides how an error reaches the user (JSON, htmx toast, or a page)."""
     if status == 401 and not _wants_json(request):
-        target = "/login?next=" + quote(str(request.url.path))
+        target = "/login?next=" + quote(_return_page(request))
         if is_htmx(request):
             return Response(status_code=204, headers={"HX-Redirect": target})
         return RedirectResponse(target, status_code=303)
