@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import ACTIVE_METRIC_STATES, MetricRun, Snapshot
-from app.services.evaluation.metric_runs import ALL_METRICS, DEFAULT_NUM, list_runs
+from app.services.evaluation.metric_plan import MetricPlan
+from app.services.evaluation.metric_runs import ALL_METRICS, list_runs
 
 # The headline keys each metric contributes (None when a run did not compute it).
 HEADLINE_KEYS = {
@@ -81,7 +82,9 @@ def run_dict(run: MetricRun) -> dict[str, Any]:
         "created_at": _iso(run.created_at), "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at),
         "cancel_requested_at": _iso(run.cancel_requested_at), "run_dir": run.run_dir,
-        "estimate_s": (result or {}).get("estimate_s"),
+        "estimate_s": (result or {}).get("estimate_s") or (run.options or {}).get("estimate_s"),
+        "skipped": (result or {}).get("skipped") or {},
+        "errors": (result or {}).get("errors") or {},
         "headline": headline(result) if result else None, "result": result,
     }  # fmt: skip
 
@@ -129,24 +132,48 @@ def fid_points(session: Session, job_id: int) -> list[tuple[float, float]]:
     return sorted(points.values())
 
 
+def form_context(
+    plan: MetricPlan | None, form: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The start form from the plan: metrics that cannot run greyed out with the reason, a
+    sample count that fits the device, devices this machine has, and the estimate."""
+    if plan is None:
+        return {"metric_plan": None, "metric_form": {**(form or {})}}
+    can = [m for m in ALL_METRICS if plan.runnable(m)]
+    values = {"metrics": can, "num": plan.suggested_num, "device": "auto", **(form or {})}
+    metrics = [m for m in values["metrics"] if m in ALL_METRICS]
+    try:
+        num = int(float(values["num"]))
+    except (TypeError, ValueError):
+        num = plan.suggested_num
+    estimate = plan.estimate(metrics, num)
+    return {
+        "metric_plan": plan,
+        "metric_form": values,
+        "metric_devices": ("auto", "cpu", "cuda") if plan.cuda else ("auto", "cpu"),
+        "metric_estimate": None if estimate is None else estimate,
+    }
+
+
 def panel_context(
     session: Session,
     snap: Snapshot,
     form: Mapping[str, Any] | None = None,
     error: str | None = None,
+    plan: MetricPlan | None = None,
 ) -> dict[str, Any]:
-    """The snapshot page's Metrics section: the form, live runs, results and failures."""
+    """The snapshot page's Metrics section: the form (loaded on its own when there is no plan
+    yet, since measuring the machine takes seconds), live runs, results and failures."""
     runs = list_runs(session, snap.id)
     views = [run_dict(r) for r in runs]
     completed = [v for v in views if v["state"] == "completed"]
-    defaults = {"metrics": list(ALL_METRICS), "num": DEFAULT_NUM, "device": "auto"}
     return {
         "metric_runs": views,
         "metric_active": [v for v in views if v["state"] in ACTIVE_METRIC_STATES],
         "metric_completed": completed,
         "metric_newest": completed[0] if completed else None,
         "metric_failures": [v for v in views if v["state"] in ("failed", "cancelled")],
-        "metric_form": {**defaults, **(form or {})},
+        **form_context(plan, form),
         "metric_error": error,
         "metric_labels": LABELS,
         "metric_all": ALL_METRICS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -33,23 +34,38 @@ def no_stray_runs(settings):
 
 
 @pytest.mark.slow
-def test_missing_weights_fail_the_run_with_file_folder_and_hash(
+def test_missing_inception_still_gives_c2st_and_ncc_memorisation(
     live_app, admin, tiny_run, tmp_path, monkeypatch, no_stray_runs
 ):
     home = tmp_path / "empty-torch-home"
     monkeypatch.setenv("TORCH_HOME", str(home))  # the default extractor, no weights there
-    sid = metric_world(live_app, tiny_run).snapshot_id
-    run = admin.post(f"/api/snapshots/{sid}/metrics", json={"metrics": ["fid"], "num": 8}).json()
-    done = wait_run(admin, run["id"], timeout=60)
-    assert done["state"] == "failed" and done["exit_code"] == 3
     folder = os.path.join(str(home), "hub", "checkpoints")
-    for words in (WEIGHT_FILE, WEIGHT_HASH, f"put it in {folder}/", "fetch-weights"):
-        assert words in done["error"], done["error"]
-    assert not done["error"].startswith("error:") and "Traceback" not in done["error"]
+    sid = metric_world(live_app, tiny_run).snapshot_id
+    plan = admin.get(f"/api/snapshots/{sid}/metrics/plan").json()
+    assert plan["metrics"]["fid"]["runnable"] is False and plan["cuda_available"] is False
+    reason = plan["metrics"]["fid"]["reason"]
+    assert WEIGHT_FILE in reason and folder in reason
+    assert plan["metrics"]["c2st"]["runnable"] and plan["metrics"]["memorization"]["note"]
+    form = admin.get(f"/snapshots/{sid}/metrics?part=form", headers={"HX-Request": "true"}).text
+    assert re.search(r'value="fid"\s+disabled', form)
+    assert "FID cannot run here" in form and WEIGHT_FILE in form and "fetch-weights" in form
+    assert '<option value="cuda"' not in form  # no GPU here: not offered
+
+    r = admin.post(f"/api/snapshots/{sid}/metrics", json={"metrics": ["fid"], "num": 8})
+    assert r.status_code == 422 and WEIGHT_FILE in r.json()["detail"]  # nothing could run
+    body = {"metrics": ["fid", "memorization", "c2st"], "num": 8, "c2st_epochs": 1}
+    run = admin.post(f"/api/snapshots/{sid}/metrics", json=body).json()
+    done = wait_run(admin, run["id"], timeout=120)
+    assert done["state"] == "completed", done["error"]
+    assert set(done["result"]["metrics"]) == {"memorization", "c2st"}
+    assert WEIGHT_FILE in done["skipped"]["fid"] and done["errors"] == {}
+    assert done["result"]["metrics"]["memorization"]["feature_extractor"] is None
+    assert done["headline"]["c2st_accuracy"] is not None
     page = admin.get(f"/snapshots/{sid}").text
-    assert f"put it in {folder}/" in page and WEIGHT_HASH in page
-    listing = admin.get(f"/api/snapshots/{sid}/metrics").json()
-    assert listing["latest"] is None and listing["runs"][0]["error"] == done["error"]
+    assert "FID was not computed" in page and "pixel NCC only" in page
+    assert "No metrics computed" not in page
+    assert admin.post(f"/api/snapshots/{sid}/metrics", json={**body, "device": "cuda"}
+                      ).status_code == 422  # fmt: skip
 
 
 def _row(db, sid: int, run_dir, **kw) -> int:

@@ -4,6 +4,7 @@ and the closest pairs appear without a reload."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -27,7 +28,10 @@ def test_start_watch_and_read_a_metric_run(live_app, page, tiny_run, tmp_path):
     failed = []  # every answer of 500 or more (a polled partial that breaks shows nothing)
     page.on("response", lambda r: failed.append(r.url) if r.status >= 500 else None)
     page.goto(f"{live_app.url}/snapshots/{sid}")
-    try:
+    try:  # the form comes once the machine is measured (which metrics can run, how long)
+        page.locator("#metrics-panel form.metric-form").wait_for(timeout=90_000)
+        assert "Estimated time on this machine" in page.locator("#metric-estimate").inner_text()
+        assert page.locator("#m-device option[value=cuda]").count() == 0  # no GPU here
         for box in page.locator("#metrics-panel input[name=metrics]").all():
             box.uncheck()  # a mistake first: nothing chosen, the error is shown inline
         page.click("#metrics-panel button[type=submit]")
@@ -43,9 +47,12 @@ def test_start_watch_and_read_a_metric_run(live_app, page, tiny_run, tmp_path):
         assert page.locator(".metric-progress").count() == 0
         assert "50 % = indistinguishable" in page.locator("#metrics-panel").inner_text()
         page.locator(".metric-pairs").scroll_into_view_if_needed()
-        loaded = "[...document.querySelectorAll('.metric-pairs img')]"
-        loaded += ".every(img => img.complete && img.naturalWidth > 0)"
-        page.wait_for_function(loaded, timeout=60_000)  # both sides of every closest pair
+        imgs = page.locator(".metric-pairs img")  # both sides of every closest pair load
+        every = "imgs => imgs.every(img => img.complete && img.naturalWidth > 0)"
+        deadline = time.monotonic() + 60  # (wait_for_function evals a string: the CSP says no)
+        while not imgs.evaluate_all(every) and time.monotonic() < deadline:
+            page.wait_for_timeout(250)
+        assert imgs.count() and imgs.evaluate_all(every)
         page.screenshot(path=str(tmp_path / "metrics.png"), full_page=True)
         assert failed == []
     finally:

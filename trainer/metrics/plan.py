@@ -34,14 +34,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--budget-s", type=float, default=300.0, help="time the suggested count should fit")
     a("--num", type=int, action="append", default=[], help="also estimate this count")
     a("--feature-extractor")
+    a("--extractor-module", metavar="MODULE[:FUNCTION]", help="as for `metrics`")
 
 
 def plan(args: argparse.Namespace) -> dict:
     from trainer.dataset import load_dataset
     from trainer.distributed import pick_device
     from trainer.metrics import plan_weights
+    from trainer.metrics.command import load_extractor_module
     from trainer.snapshot import load_generator
 
+    args.feature_extractor = load_extractor_module(args.extractor_module, args.feature_extractor)
     requested = parse_metrics(args.metrics)
     runnable, skipped, ncc_only = plan_weights(requested, args.feature_extractor, verify=False)
     dev = pick_device(args.device)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import ACTIVE_METRIC_STATES, AuditEvent, MetricRun, Snapshot, User, utcnow
+from app.services.evaluation.metric_plan import MetricPlan, plan_for  # noqa: F401 (routes)
 from app.services.training import job_runner
 from app.services.training.snapshots import get_snapshot
 from app.settings import Settings
@@ -75,17 +76,22 @@ def _number(raw: Mapping[str, Any], key: str, kind: type, lo: float, hi: float) 
     return kind(value)
 
 
-def validate_request(raw: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
-    """The metrics (canonical order) and the typed options of a start request, or a 422."""
+def validate_request(
+    raw: Mapping[str, Any], default_num: int = DEFAULT_NUM, cuda: bool | None = None
+) -> tuple[list[str], dict[str, Any]]:
+    """The metrics (canonical order) and the typed options of a start request, or a 422.
+    `cuda` False (this machine has no GPU) refuses device "cuda"."""
     unknown = sorted(set(raw) - {"metrics", "num", "device", *ADVANCED, *IGNORED})
     if unknown:
         raise InvalidInput(f"unknown field(s): {', '.join(unknown)}")
     metrics = _metrics(raw.get("metrics", list(ALL_METRICS)))
     given = {k: v for k, v in raw.items() if v not in (None, "")}
-    num = _number(given, "num", int, 2, MAX_NUM) if "num" in given else DEFAULT_NUM
+    num = _number(given, "num", int, 2, MAX_NUM) if "num" in given else default_num
     device = str(given.get("device", "auto"))
     if device not in DEVICES:
         raise InvalidInput(f"device: must be one of {', '.join(DEVICES)}, not {device!r}")
+    if device == "cuda" and cuda is False:
+        raise InvalidInput("device: this machine has no GPU; choose cpu (or auto)")
     opts: dict[str, Any] = {"num": num, "device": device}
     for key, (kind, lo, hi) in ADVANCED.items():
         if key in given:
@@ -130,20 +136,44 @@ def _active_twin(session: Session, snapshot_id: int, key: str) -> MetricRun | No
     return session.scalar(q)
 
 
+def plan_of(session: Session, settings: Settings, snapshot_id: int) -> MetricPlan:
+    """What a run on this snapshot can do here (weights, GPU, timings): see metric_plan."""
+    snap = get_snapshot(session, snapshot_id)
+    return plan_for(session, settings, snap, data_zip_for(snap))
+
+
+def _check_plan(metrics: list[str], plan: MetricPlan) -> None:
+    """A request none of whose metrics can run here is refused, with each one's reason."""
+    if plan.plan and not any(plan.runnable(m) for m in metrics):
+        reasons = "; ".join(f"{m}: {plan.reason(m)}" for m in metrics)
+        raise InvalidInput(f"none of these metrics can run on this machine ({reasons})")
+
+
 def start_run(
-    session: Session, settings: Settings, snapshot_id: int, raw: Mapping[str, Any], user: User
+    session: Session,
+    settings: Settings,
+    snapshot_id: int,
+    raw: Mapping[str, Any],
+    user: User,
+    plan: MetricPlan | None = None,
 ) -> tuple[MetricRun, bool]:
     """Queue a run (the monitor starts it when a slot is free); (run, created). The same
-    request while an identical run is queued or running returns that run instead."""
+    request while an identical run is queued or running returns that run instead. Without a
+    sample count it takes the plan's, which fits the device's time budget."""
     snap = get_snapshot(session, snapshot_id)
-    metrics, opts = validate_request(raw)
     if not Path(snap.path).is_file():
         raise Conflict(f"snapshot {snapshot_id}'s file is missing ({Path(snap.path).name})")
+    plan = plan or plan_for(session, settings, snap, data_zip_for(snap))
+    cuda = plan.cuda if plan.plan else None
+    metrics, opts = validate_request(raw, plan.suggested_num, cuda)
+    _check_plan(metrics, plan)
     opts["data"] = str(data_zip_for(snap))
     key = _request_key(snapshot_id, metrics, opts)
     if twin := _active_twin(session, snapshot_id, key):
         return twin, False
-    run = MetricRun(snapshot_id=snapshot_id, state="queued", metrics=metrics, options=opts,
+    estimate = plan.estimate(metrics, opts["num"])
+    shown = {**opts, "estimate_s": None if estimate is None else round(estimate, 1)}
+    run = MetricRun(snapshot_id=snapshot_id, state="queued", metrics=metrics, options=shown,
                     request_key=key, created_by_id=user.id)  # fmt: skip
     session.add(run)
     try:
