@@ -28,6 +28,7 @@ from app.services.curation import composition as comp
 from app.services.curation import datasets as service
 from app.services.curation.export import image_name
 from app.services.curation.volumes import list_volumes
+from app.services.studies.blinding import guard as blind
 from app.templating import is_htmx, render
 
 router = APIRouter()
@@ -110,7 +111,7 @@ def api_get(session: SessionDep, user: CurrentUser, dataset_id: int) -> dict:
     return detail(service.get_dataset(session, dataset_id))
 
 
-@router.get("/api/datasets/{dataset_id}/export.zip")
+@router.get("/api/datasets/{dataset_id}/export.zip", dependencies=[blind("dataset")])
 def api_zip(
     session: SessionDep, settings: SettingsDep, user: CurrentUser, dataset_id: int
 ) -> Response:
@@ -119,7 +120,7 @@ def api_zip(
     return FileResponse(path, media_type="application/zip", filename=name)
 
 
-@router.get("/api/datasets/{dataset_id}/thumbs/{position}.png")
+@router.get("/api/datasets/{dataset_id}/thumbs/{position}.png", dependencies=[blind("dataset")])
 def api_thumb(
     session: SessionDep, settings: SettingsDep, user: CurrentUser, dataset_id: int, position: int
 ) -> Response:
@@ -209,7 +210,7 @@ def freeze_form(
     return RedirectResponse(target, status_code=303)
 
 
-@router.get("/datasets/{dataset_id}")
+@router.get("/datasets/{dataset_id}", dependencies=[blind("dataset")])
 def dataset_page(
     request: Request, session: SessionDep, user: CurrentUser, dataset_id: int
 ) -> Response:
