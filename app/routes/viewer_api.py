@@ -5,16 +5,18 @@ Included by app/routes/volumes.py, so the volume URLs stay in one router."""
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from app.deps import CurrentUser, SessionDep, SettingsDep
+from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from app.errors import InvalidInput
 from app.imaging.window import Window, parse_window
 from app.models import User, Volume
 from app.schemas.volumes import Agreement, ProbeOut, ViewerSettingsIO
+from app.services.accounts.users import list_users
 from app.services.curation import reviews as rv
 from app.services.curation import viewer as vw
 from app.services.curation import volumes as vs
@@ -195,9 +197,22 @@ def viewer_page(
         "overlay": overlay not in (None, "", "none", "0") and volume.has_mask,
         "map": _map(session, volume),
         "reviewers": [u.username for u in rv.assignments(session, volume.id).get(volume.id, [])],
+        "users": [u.username for u in list_users(session) if u.is_active] if user.is_admin else [],
         "prefs": vw.viewer_settings(session, user),
     }
     return render(request, "volumes/viewer.html", ctx)
+
+
+@router.post("/volumes/{volume_id}/reviewers")
+def assign_form(
+    volume_id: int,
+    session: SessionDep,
+    user: AdminUser,
+    reviewers: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
+) -> Response:
+    """The admin's assignment form on the viewer page."""
+    rv.assign(session, vs.get_volume(session, volume_id), reviewers, user)
+    return RedirectResponse(f"/volumes/{volume_id}", status_code=303)
 
 
 @router.get("/volumes/{volume_id}/slices/{index}/panel", dependencies=[blind("volume")])

@@ -148,3 +148,18 @@ def test_expired_session_post_returns_to_the_viewer_page_not_the_post_url(demo, 
         )
         assert r.status_code == 204
         assert r.headers["HX-Redirect"] == f"/login?next=/volumes/{vid}%3Fslice%3D5"
+
+
+def test_admin_assigns_reviewers_with_the_viewer_form(demo, live_app):
+    vid = demo[0]
+    with browser(live_app.url, "admin") as c:
+        page = c.get(f"/volumes/{vid}").text
+        assert 'name="reviewers" value="reader2"' in page
+        r = c.post(
+            f"/volumes/{vid}/reviewers",
+            data={"reviewers": ["reader2"], "csrf_token": page_token(page)},
+        )
+        assert r.status_code == 303 and r.headers["location"] == f"/volumes/{vid}"
+        assert "reviewers: reader2" in c.get(f"/volumes/{vid}").text
+    with browser(live_app.url, "reader1") as c:
+        assert 'name="reviewers"' not in c.get(f"/volumes/{vid}").text
