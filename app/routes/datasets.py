@@ -26,6 +26,7 @@ from app.schemas.datasets import (
 from app.services.accounts.users import list_users
 from app.services.curation import composition as comp
 from app.services.curation import datasets as service
+from app.services.curation import version_views as views
 from app.services.curation.export import image_name
 from app.services.curation.volumes import list_volumes
 from app.services.studies.blinding import guard as blind
@@ -124,7 +125,7 @@ def api_zip(
 def api_thumb(
     session: SessionDep, settings: SettingsDep, user: CurrentUser, dataset_id: int, position: int
 ) -> Response:
-    png = service.thumbnail(session, settings, dataset_id, position)
+    png = views.thumbnail(session, settings, dataset_id, position)
     # A version never changes, so its images may be cached for good (per user: private).
     headers = {"Cache-Control": "private, max-age=31536000, immutable"}
     return Response(png, media_type="image/png", headers=headers)
@@ -149,7 +150,7 @@ def datasets_page(request: Request, session: SessionDep, user: CurrentUser) -> R
         "chosen": set(chosen),
         "preview": comp.preview(session, comp.Filters(tuple(chosen))) if chosen else None,
         "reviewers": [u.username for u in list_users(session)],
-        "creators": service.creators(session, datasets),
+        "creators": views.creators(session, datasets),
         "resolutions": service.RESOLUTIONS,
         "presets": service.PRESETS,
         "nav": "datasets",
@@ -218,8 +219,8 @@ def dataset_page(
     ctx = {
         "d": d,
         "siblings": service.split_siblings(session, d),
-        "reviewers": service.reviewers(session, d),
-        "creators": service.creators(session, [d]),
+        "reviewers": views.reviewers(session, d),
+        "creators": views.creators(session, [d]),
         "nav": "datasets",
     }
     return render(request, "datasets/detail.html", ctx)

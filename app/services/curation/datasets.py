@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,6 @@ from app.services.curation.export import (
     HU_MODE,
     ExportSettings,
     content_hash,
-    image_name,
     render_images,
     stored_zip,
     write_zip,
@@ -309,31 +307,3 @@ def dataset_zip(session: Session, settings: Settings, dataset_id: int) -> Path:
         dataset.zip_path = str(path)
         session.commit()
     return path
-
-
-def thumbnail(session: Session, settings: Settings, dataset_id: int, position: int) -> bytes:
-    """One exported PNG, exactly as it is in the zip."""
-    dataset = get_dataset(session, dataset_id)
-    if not 0 <= position < dataset.num_images:
-        raise NotFound(f"dataset {dataset_id} has images 0 to {dataset.num_images - 1}")
-    with zipfile.ZipFile(dataset_zip(session, settings, dataset_id)) as zf:
-        return zf.read(image_name(position))
-
-
-def reviewers(session: Session, dataset: DatasetVersion) -> dict[int, str]:
-    """review id -> reviewer name, for the grid's captions."""
-    ids = [item.review_id for item in dataset.items]
-    rows = session.execute(
-        select(Review.id, User.username)
-        .join(User, User.id == Review.user_id)
-        .where(Review.id.in_(ids))
-    )
-    return dict(rows.all())
-
-
-def creators(session: Session, datasets: list[DatasetVersion]) -> dict[int, str]:
-    """user id -> name of whoever froze these versions."""
-    ids = {d.created_by_id for d in datasets if d.created_by_id is not None}
-    if not ids:
-        return {}
-    return dict(session.execute(select(User.id, User.username).where(User.id.in_(ids))).all())
