@@ -76,6 +76,9 @@ def test_study_is_created_read_to_the_end_and_scored(live_app, admin, tiny_run, 
     assert admin.get("/api/studies").json()[0]["id"] == sid
     page = admin.get(f"/studies/{sid}/results")
     assert page.status_code == 200 and "Detection of synthetic images" in page.text
+    assert '<svg class="roc"' in page.text and "Readers told synthetic from real" in page.text
+    assert "By class" in page.text and "By source" in page.text and "unsure" in page.text
+    assert res["verdict"] == res["statistics"]["verdict"] and res["verdict"]
 
 
 def _answer(c, sid, token, rating=3):

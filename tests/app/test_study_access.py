@@ -105,7 +105,9 @@ def _source_urls(w: dict) -> list[tuple[str, str]]:
         urls += [("GET", f"/api/datasets/{d}/export.zip"), ("GET", f"/datasets/{d}"),
                  ("GET", f"/api/datasets/{d}/thumbs/0.png")]  # fmt: skip
     for v in (w["A"], w["B"]):
-        urls += [("GET", f"/api/volumes/{v}/slices/0.png"), ("GET", f"/volumes/{v}")]
+        urls += [("GET", f"/api/volumes/{v}/slices/0.png"), ("GET", f"/volumes/{v}"),
+                 ("GET", f"/api/volumes/{v}/slices/0.raw"),
+                 ("GET", f"/api/volumes/{v}/reformat/coronal.png")]  # fmt: skip
     s, j = w["snapshot"], w["job"]
     urls += [("GET", f"/api/snapshots/{s}/samples.png"), ("GET", f"/snapshots/{s}"),
              ("GET", f"/api/snapshots/{s}/generate.zip?seeds=0-1"),

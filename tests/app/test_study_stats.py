@@ -128,3 +128,46 @@ def test_extremes_list_the_most_misjudged_images_first():
     assert [r["image_id"] for r in ex["synthetic_called_real"]] == [1, 2]
     assert ex["synthetic_called_real"][0]["wrong_ratio"] == 1.0
     assert [r["image_id"] for r in ex["real_called_synthetic"]] == [4]
+
+
+def _r(synthetic: bool, rating: int, ms: int = 5000, label: int | None = None, i: int = 0):
+    return Rating(reader="r", image_id=i, synthetic=synthetic, rating=rating, ms=ms, label=label,
+                  source="synthetic" if synthetic else "real, held out")  # fmt: skip
+
+
+def test_unsure_is_its_own_category_and_accuracy_is_given_three_ways():
+    ratings = [_r(True, 5), _r(True, 3), _r(False, 1), _r(False, 3)]
+    d = detection(ratings)
+    assert d["calls_synthetic"] == {"real": 0, "unsure": 1, "synthetic": 1}
+    assert d["calls_real"] == {"real": 1, "unsure": 1, "synthetic": 0}
+    assert d["accuracy_unsure_as_real"] == 0.75  # the real image rated 3 is "correct"
+    assert d["accuracy_unsure_as_synthetic"] == 0.75
+    assert d["accuracy_decided"] == 1.0 and d["n_decided"] == 2 and d["n_unsure"] == 2
+
+
+def test_verdict_reads_plainly_with_its_interval():
+    sure = [_r(True, 5, i=i) for i in range(40)] + [_r(False, 1, i=i) for i in range(40)]
+    text = summarize(sure)["verdict"]
+    assert text.startswith("Readers told synthetic from real in 100 % of images [")
+    assert text.endswith("the images are not yet indistinguishable from real ones.")
+    guess = [_r(i % 2 == 0, 5 if i % 4 < 2 else 1, i=i) for i in range(40)]
+    assert "consistent with guessing" in summarize(guess)["verdict"]
+    assert "“unsure”" in summarize([*sure, _r(True, 3)])["verdict"]
+
+
+def test_roc_runs_from_0_0_to_1_1_and_fast_reads_are_flagged():
+    ratings = [_r(True, 4), _r(True, 2), _r(False, 1, ms=300), _r(False, 4, ms=200)]
+    out = summarize(ratings)
+    assert out["roc"][0] == (0.0, 0.0) and out["roc"][-1] == (1.0, 1.0)
+    assert (0.5, 0.5) in out["roc"]  # threshold 4: one of each side called synthetic
+    assert out["pooled"]["fast_reads"] == 2 and out["pooled"]["fast_flag"]
+
+
+def test_results_split_by_class_and_by_source():
+    ratings = [_r(True, 5, label=1), _r(False, 1, label=1), _r(True, 1, label=0),
+               _r(False, 1, label=0)]  # fmt: skip
+    out = summarize(ratings)
+    assert set(out["by_class"]) == {"tumour", "normal"}
+    assert out["by_class"]["tumour"]["accuracy"] == 1.0
+    assert out["by_class"]["normal"]["accuracy"] == 0.5
+    assert set(out["by_source"]) == {"synthetic", "real, held out"}

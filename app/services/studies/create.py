@@ -15,9 +15,10 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import InvalidInput, NotFound
 from app.models import DatasetVersion, Snapshot, Study, StudyImage, StudyReader, Trial, User
 from app.services.curation import audit
+from app.services.curation import datasets as curation
 from app.services.studies import sources
 from app.settings import Settings
 
@@ -121,12 +122,12 @@ def real_source(session: Session, train: DatasetVersion, wanted: int | None) -> 
             f"held-out dataset {real.id} must have dataset {train.id}'s resolution, "
             "window and bit depth, or its images would look different"
         )
-    if not sources.check_disjoint(session, train, real):
-        raise Conflict(
-            f"dataset {real.id} is not held out from dataset {train.id}: they share source "
-            "volumes (patients); choose a version of a patient-level split, or the training "
-            "dataset itself"
+    if not real.items:
+        raise InvalidInput(
+            f"dataset {real.id} has no provenance rows, so it cannot be checked to hold out "
+            "the training patients; choose a version of a patient-level split"
         )
+    curation.check_disjoint(train, real)  # 409 naming the shared volumes (patients)
     return real
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import secrets
 import tempfile
 import zipfile
@@ -17,15 +16,13 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput
 from app.models import DatasetItem, DatasetVersion, Review, Snapshot, User
+from app.services.curation import datasets as curation
 from app.services.curation.export import image_name
 from app.services.studies.images import blind_png
 from app.settings import Settings
 from app.trainer_client import calls, commands
 
-ROOT = Path(__file__).resolve().parents[2]  # where `python -m trainer` is importable
-GENERATE_TIMEOUT_S = 1800
 CLASS_NAMES = {0: "normal", 1: "tumour"}
-log = logging.getLogger(__name__)
 
 
 def zip_of(dataset: DatasetVersion) -> Path:
@@ -63,32 +60,28 @@ def split_counts(total: int, shares: dict[int, float]) -> dict[int, int]:
     return out
 
 
-def _volumes(session: Session, dataset_id: int) -> set[int]:
-    q = select(DatasetItem.volume_id).where(DatasetItem.dataset_id == dataset_id)
-    return set(session.scalars(q))
-
-
 def check_disjoint(session: Session, a: DatasetVersion, b: DatasetVersion) -> bool:
-    """Patient-level disjointness: no source volume (patient) in both versions."""
-    va, vb = _volumes(session, a.id), _volumes(session, b.id)
-    return bool(va) and bool(vb) and not va & vb
+    """Patient-level disjointness (curation's check): no source volume or patient in both.
+    A version without provenance rows cannot be checked, so it never counts as held out."""
+    if not a.items or not b.items:
+        return False
+    try:
+        curation.check_disjoint(a, b)
+    except Conflict:
+        return False
+    return True
 
 
 def holdout_candidates(session: Session, train: DatasetVersion) -> list[DatasetVersion]:
     """Exported versions that look like `train` (resolution, window, bit depth) and share no
-    source volume with it, newest first: the held-out (test / validation) versions a
-    patient-level split made, or any other version of other patients."""
-    q = select(DatasetVersion).where(
-        DatasetVersion.id != train.id,
-        DatasetVersion.resolution == train.resolution,
-        DatasetVersion.window == train.window,
-        DatasetVersion.bit_depth == train.bit_depth,
-    )
-    out = []
-    for d in session.scalars(q.order_by(DatasetVersion.id.desc())):
-        if d.zip_path and Path(d.zip_path).is_file() and check_disjoint(session, train, d):
-            out.append(d)
-    return out
+    patient with it: the test / validation versions of its patient-level split first (as
+    curation orders them), then other versions of other patients, newest first."""
+    same = (train.resolution, train.window, train.bit_depth)
+    return [
+        d for d in curation.heldout_candidates(session, train)
+        if (d.resolution, d.window, d.bit_depth) == same and d.items
+        and d.zip_path and Path(d.zip_path).is_file()
+    ]  # fmt: skip
 
 
 def default_holdout(session: Session, train: DatasetVersion) -> DatasetVersion | None:
@@ -151,22 +144,17 @@ def reviewed_by(
 def generate_synthetic(
     settings: Settings, snapshot_path: str, seeds: range, psi: float, label: int | None
 ) -> dict[int, bytes]:
-    """PNG bytes per seed from `python -m trainer generate` (the app never imports the trainer).
-
-    A failure is told in the app's words; the trainer's own message goes to the server log.
-    """
+    """PNG bytes per seed, through the app's one client of the trainer (its failures come in
+    the app's words, never the trainer's command line)."""
     python = commands.python_for(settings.python_executable)
     with tempfile.TemporaryDirectory(dir=settings.tmp_dir) as out:
-        seed_list = f"{seeds.start}-{seeds.stop - 1}"
-        try:  # the trainer client's one policy: timeout, CPU, the trainer's words logged
-            calls.generate(python, snapshot_path, seed_list, Path(out), psi, label, "png")
+        spec = f"{seeds.start}-{seeds.stop - 1}"
+        try:
+            calls.generate(python, snapshot_path, spec, Path(out), psi, label, "png")
         except calls.TrainerCallFailed as exc:
             if exc.timed_out:
                 raise Conflict("generating the study's images took too long; try fewer") from exc
-            raise InvalidInput(
-                f"the generator could not make the study's images: {exc} (the server log has "
-                "the trainer's message)"
-            ) from exc
+            raise InvalidInput(f"the generator could not make the study's images: {exc}") from exc
         files = {s: Path(out) / f"seed{s:04d}.png" for s in seeds}
         if missing := [s for s, f in files.items() if not f.is_file()]:
             raise InvalidInput(f"the generator wrote no image for seeds {missing[:5]}")
