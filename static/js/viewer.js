@@ -199,7 +199,7 @@
         .then((r) => (r.ok ? r.json() : null)).then((p) => {
           if (!p || seq !== probeSeq) return;
           const mm = p.position_mm.map((v) => v.toFixed(1)).join(", ");
-          $("hud-probe").textContent = `${p.hu} HU · (${mm}) mm${p.label ? " · " + p.label : ""}`;
+          $("hud-probe").textContent = `${p.hu} HU${p.label ? " · " + p.label : ""}\n(${mm}) mm`;
           stage.dataset.probe = JSON.stringify(p);
         });
     }, 25);

@@ -79,7 +79,8 @@ def test_wheel_drag_window_and_probe(live_app, page, demo):
     probe = page.evaluate("JSON.parse(document.querySelector('#stage').dataset.probe)")
     assert probe["col"] == col and probe["voxel"][2] == 22
     assert probe["hu"] == int(axial_display(hu, 22)[row, col])
-    assert re.search(rf"{probe['hu']} HU · \(", page.locator("#hud-probe").inner_text())
+    shown = page.locator("#hud-probe").inner_text()
+    assert shown.startswith(f"{probe['hu']} HU") and shown.endswith(") mm")
 
 
 def test_enter_in_the_note_does_not_approve(live_app, page, demo):
