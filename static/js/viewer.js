@@ -215,7 +215,7 @@
     if (!drag) { probe(ev); return; }
     const dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
     if (drag.pan) { view.x = drag.vx + dx; view.y = drag.vy + dy; transform(); }
-    else setWindow(drag.w + dx * 2, drag.l - dy * 2);
+    else setWindow(drag.w + dx * 2, drag.l + dy * 2); // as OHIF: right widens, down raises L
   });
   canvas.addEventListener("pointerup", () => { if (drag && !drag.pan) schedulePanel(false); drag = null; });
   canvas.addEventListener("pointerleave", () => { if (!drag) $("hud-probe").textContent = ""; });

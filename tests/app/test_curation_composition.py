@@ -121,7 +121,7 @@ def test_split_groups_volumes_of_one_patient():
     """Two volumes with one patient hash always land in the same part."""
 
     def row(vid, patient=None):
-        volume = SimpleNamespace(id=vid, patient_hash=patient)
+        volume = SimpleNamespace(id=vid, patient_key=patient)
         return VolumeCount(volume, total=3)
 
     rows = [row(1, "p1"), row(2, "p1"), row(3), row(4), row(5), row(6, "p2"), row(7, "p2")]
@@ -171,3 +171,20 @@ def test_masks_flag_is_stored_on_the_version(live_app, admin):
     assert r.json()["masks"] is True
     assert admin.get(f"/api/datasets/{r.json()['id']}").json()["masks"] is True
     assert admin.get(f"/api/volumes/{vid}").json()["is_demo"] is True
+
+
+def test_two_volumes_of_one_patient_are_never_split_apart(five, admin):
+    """Volumes with the same (salted, de-identified) patient key from DICOM ingest."""
+    with session_scope(five.sessions) as s:
+        for vid in (1, 2):
+            s.get(Volume, vid).patient_key = "p" * 64
+    for seed in range(3):
+        ask = {**FREEZE, "volume_ids": [1, 2, 3, 4], "split": {"test": 0.34, "seed": seed}}
+        versions = admin.post("/api/datasets", json=ask).json()["versions"]
+        parts = [set(v["volume_ids"]) for v in versions.values() if v]
+        assert any({1, 2} <= p for p in parts), (seed, parts)
+    one = admin.post("/api/datasets", json={**FREEZE, "volume_ids": [1]}).json()["id"]
+    two = admin.post("/api/datasets", json={**FREEZE, "volume_ids": [2]}).json()["id"]
+    with session_scope(five.sessions) as s:
+        with pytest.raises(Conflict, match="same patient"):
+            check_disjoint(s.get(DatasetVersion, one), s.get(DatasetVersion, two))

@@ -68,7 +68,7 @@ def test_wheel_drag_window_and_probe(live_app, page, demo):
     after = page.evaluate("document.querySelector('#slice-canvas').toDataURL()")
     assert after != before
     assert page.locator("input[name=ww]").input_value() == "270"  # 150 + 2·60
-    assert page.locator("input[name=wl]").input_value() == "-30"  # 30 − 2·30
+    assert page.locator("input[name=wl]").input_value() == "90"  # 30 + 2·30
     assert page.locator("input[name=window][value=custom]").is_checked()
 
     row, col = 30, 20
