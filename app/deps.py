@@ -118,4 +118,6 @@ def generation_place(
         yield
 
 
-GenerationPlace = Depends(generation_place)
+# scope="function": the place is released before the response is sent, so the next request
+# of the same user does not find it still taken.
+GenerationPlace = Depends(generation_place, scope="function")

@@ -299,7 +299,7 @@ class Job(Base):
     created_by: Mapped[User | None] = relationship()
     snapshots: Mapped[list[Snapshot]] = relationship(
         back_populates="job",
-        order_by="Snapshot.kimg",
+        order_by="Snapshot.nimg",
         cascade="all, delete-orphan",
         foreign_keys="Snapshot.job_id",
     )
@@ -310,11 +310,16 @@ class Snapshot(Base):
     """One full-state snapshot file a job wrote (snapshot-KKKKKK.pt) and its sample grid."""
 
     __tablename__ = "snapshots"
-    __table_args__ = (UniqueConstraint("job_id", "kimg"),)
+    # (job_id, nimg): two snapshots within one kimg are two rows (issue 10, migration 0009)
+    __table_args__ = (UniqueConstraint("job_id", "nimg", name="uq_snapshots_job_nimg"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     kimg: Mapped[int]  # as in the file name: images shown // 1000
+    # images shown (0009); rows made without it (tests, old code) take kimg × 1000
+    nimg: Mapped[int] = mapped_column(
+        default=lambda ctx: int(ctx.get_current_parameters()["kimg"]) * 1000, server_default="0"
+    )
     path: Mapped[str] = mapped_column(Text)
     size_bytes: Mapped[int] = mapped_column(default=0)
     samples_path: Mapped[str | None] = mapped_column(Text, default=None)

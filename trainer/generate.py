@@ -158,6 +158,7 @@ def save_nifti(
     data = np.ascontiguousarray(hu.T[:, :, None])
     nii = nib.Nifti1Image(data, nifti_affine(spacing))
     nii.header.set_xyzt_units("mm")
+    nii.header["descrip"] = b"MedSynth SYNTHETIC image (generated; not a patient scan)"
     if window:
         nii.header["cal_min"], nii.header["cal_max"] = window["lo"], window["hi"]
     nib.save(nii, path)

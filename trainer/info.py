@@ -20,19 +20,21 @@ import json
 import sys
 from typing import Any
 
+from trainer.augment_names import AUGPIPES
 from trainer.config import PRESETS, AugmentConfig, NetworkConfig, TrainConfig, preset_values
 
 # What the trainer can run: beyond these an option is a typo or cannot fit any machine.
+# kimg, tick and target exclude their lower bound (target its upper one too).
 LIMITS: dict[str, tuple[float, float]] = {
     "res": (8, 4096),
-    "kimg": (0.001, 1_000_000),
+    "kimg": (0, 1_000_000),  # > 0
     "batch": (1, 4096),
     "gamma": (0, 10_000),
-    "target": (0.01, 0.99),
+    "target": (0, 1),  # exclusive
     "p": (0, 1),
     "ada_kimg": (1, 100_000),
     "snap": (1, 100_000),
-    "tick": (0.001, 10_000),
+    "tick": (0, 10_000),  # > 0
     "seed": (0, 2**31 - 1),
     "cbase": (8, 65536),
     "cmax": (1, 2048),
@@ -66,16 +68,22 @@ def network_macs(res: int, cbase: int, cmax: int, zdim: int, mapping: int) -> di
     return {"G": int(g), "D": int(d)}
 
 
-def defaults(res: int, gpus: int = 0, batch: int | None = None, cfg: str = "auto") -> dict:
-    """A fresh run's options at `res` (the same functions `train` uses)."""
+def defaults(
+    res: int, gpus: int = 0, batch: int | None = None, cfg: str = "auto", **net: int | None
+) -> dict:
+    """A fresh run's options at `res` (the same functions `train` uses); `net` (cbase, cmax,
+    zdim, map) overrides the preset's network for the MAC count."""
     world = max(gpus, 1)
     pv = preset_values(cfg, res, world, batch)
-    net, train, aug = (
-        NetworkConfig(img_resolution=res),
-        TrainConfig(batch=pv["batch"]),
-        AugmentConfig(),
+    zdim = NetworkConfig(img_resolution=res).z_dim
+    train, aug = TrainConfig(batch=pv["batch"]), AugmentConfig()
+    macs = network_macs(
+        res,
+        net.get("cbase") or pv["channel_base"],
+        net.get("cmax") or pv["channel_max"],
+        net.get("zdim") or zdim,
+        net.get("map") or pv["mapping_layers"],
     )
-    macs = network_macs(res, pv["channel_base"], pv["channel_max"], net.z_dim, pv["mapping_layers"])
     return {
         "res": res,
         "cfg": cfg,
@@ -85,7 +93,7 @@ def defaults(res: int, gpus: int = 0, batch: int | None = None, cfg: str = "auto
         "cbase": pv["channel_base"],
         "cmax": pv["channel_max"],
         "map": pv["mapping_layers"],
-        "zdim": net.z_dim,
+        "zdim": zdim,
         "mbstd_group": pv["mbstd_group_size"],
         "lr": pv["lr"],
         "ema": pv["ema_kimg"],
@@ -94,7 +102,8 @@ def defaults(res: int, gpus: int = 0, batch: int | None = None, cfg: str = "auto
         "snap": train.snap_ticks,
         "seed": train.seed,
         "aug": "ada",
-        "augpipe": getattr(aug, "pipe", None) or "bgc",
+        "augpipe": "bgc",
+        "augpipes": sorted(AUGPIPES),
         "target": aug.target,
         "ada_kimg": aug.kimg,
         "metrics_every": train.metrics_every,
@@ -152,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--gpus", type=int, default=0, help="processes (0 = CPU, counts as 1)")
     d.add_argument("--batch", type=int, help="the batch the other defaults follow")
     d.add_argument("--cfg", choices=PRESETS, default="auto")
+    for flag in ("--cbase", "--cmax", "--zdim", "--map"):
+        d.add_argument(flag, type=int, help="network for macs_per_image (default: the preset's)")
     s = sub.add_parser("snapshot", help="a snapshot's facts")
     s.add_argument("file")
     sub.add_parser("resume-options", help="the options a resume may change")
@@ -166,7 +177,11 @@ def _answer(args: argparse.Namespace) -> Any:
                 raise ValueError(f"--res {r} is not a power of two between {lo:g} and {hi:g}")
         if args.batch is not None and not 1 <= args.batch <= LIMITS["batch"][1]:
             raise ValueError(f"--batch must be between 1 and {LIMITS['batch'][1]:g}")
-        out = [defaults(r, args.gpus, args.batch, args.cfg) for r in args.res]
+        net = {k: getattr(args, k) for k in ("cbase", "cmax", "zdim", "map")}
+        for k, v in net.items():
+            if v is not None and not LIMITS[k][0] <= v <= LIMITS[k][1]:
+                raise ValueError(f"--{k} must be between {LIMITS[k][0]:g} and {LIMITS[k][1]:g}")
+        out = [defaults(r, args.gpus, args.batch, args.cfg, **net) for r in args.res]
         return out[0] if len(out) == 1 else out
     if args.what == "resume-options":
         return resume_options()

@@ -21,13 +21,15 @@ from trainer.dataset import ImageDataset
 from trainer.distributed import DistInfo
 from trainer.generate import save_sample_grid
 from trainer.hu import hu_mapping
+from trainer.interrupt import StepGuard
 from trainer.periodic_metrics import PeriodicMetrics
 from trainer.stats import RunLog
 from trainer.training import Trainer
 
 
 class StopFlag:
-    """SIGTERM/SIGINT set a flag; the loop stops at the next minibatch boundary."""
+    """SIGTERM/SIGINT set a flag; the loop stops at the next minibatch boundary, or sooner
+    (trainer/interrupt.py: the current minibatch is interrupted and undone)."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -120,7 +122,7 @@ def take_snapshot(run: Run, trainer: Trainer, progress: Progress) -> bool:
             dataset=_dataset_info(run.dataset),
         )
         state["progress"]["cur_nimg"] = trainer.cur_nimg
-        name = snapshot.snapshot_name(trainer.cur_nimg)
+        name = snapshot.snapshot_name(trainer.cur_nimg, run.run_dir)
         ok = _save(run, state, name)
         grid = name.replace("snapshot-", "samples-").replace(".pt", ".png")
         _save_grid(run, trainer, os.path.join(run.run_dir, grid))
@@ -228,15 +230,23 @@ def training_loop(run: Run, trainer: Trainer, progress: Progress) -> int:
     tc = run.cfg.train
     total, tick_len = round(tc.total_kimg * 1000), tc.kimg_per_tick * 1000
     t0 = time.time() - progress.tick_elapsed
-    while trainer.cur_nimg < total:
-        if distributed.any_rank(run.stop.requested, trainer.device):
-            return _stop(run, trainer, progress, time.time() - t0)
-        trainer.step()
-        done = trainer.cur_nimg >= total
-        if trainer.cur_nimg >= progress.tick_start_nimg + tick_len or done:
-            if not finish_tick(run, trainer, progress, time.time() - t0, done):
-                return 1
-            t0 = time.time()
+    main_dir = run.run_dir if run.dist.is_main else None
+    # A stop interrupts even a slow minibatch (undone exactly); progress.json every step.
+    guard = StepGuard(trainer, run.stop, main_dir, run.dist.world_size, tc.compile)
+    try:
+        while trainer.cur_nimg < total:
+            if distributed.any_rank(run.stop.requested, trainer.device):
+                guard.write_progress(stopping=True, force=True)
+                return _stop(run, trainer, progress, time.time() - t0)
+            if not guard.step():
+                continue  # interrupted by the stop request: the check above stops
+            done = trainer.cur_nimg >= total
+            if trainer.cur_nimg >= progress.tick_start_nimg + tick_len or done:
+                if not finish_tick(run, trainer, progress, time.time() - t0, done):
+                    return 1
+                t0 = time.time()
+    finally:
+        guard.close()
     if progress.last_snapshot_nimg != trainer.cur_nimg:
         if not take_snapshot(run, trainer, progress):
             return 1

@@ -17,19 +17,43 @@ import numpy as np
 import torch
 
 FORMAT = "medsynth-stylegan2-ada/1"
-_NAME_RE = re.compile(r"^snapshot-(\d+)\.pt$")
+# snapshot-KKKKKK.pt (whole kimg), or snapshot-KKKKKK-NNNNNNNNN.pt (images shown) for a later
+# snapshot within the same kimg, so runs shorter than 1 kimg never overwrite one (issue 10)
+_NAME_RE = re.compile(r"^snapshot-(\d+)(?:-(\d+))?\.pt$")
 
 
 class SnapshotError(ValueError):
     """The file is not a MedSynth snapshot or does not fit the run."""
 
 
-def snapshot_name(cur_nimg: int) -> str:
-    return f"snapshot-{cur_nimg // 1000:06d}.pt"
+def snapshot_name(cur_nimg: int, run_dir: str | None = None) -> str:
+    """The first snapshot within a kimg is snapshot-KKKKKK.pt; later ones in the same kimg
+    (short runs, resumes) add the images shown, so no snapshot overwrites another and the
+    whole-kimg name is always the earliest of its kimg."""
+    kimg = cur_nimg // 1000
+    plain = f"snapshot-{kimg:06d}.pt"
+    if run_dir is None or not _has_kimg(run_dir, kimg):
+        return plain
+    return f"snapshot-{kimg:06d}-{cur_nimg:09d}.pt"
+
+
+def _has_kimg(run_dir: str, kimg: int) -> bool:
+    """Whether the run directory already holds a snapshot within this kimg (any name)."""
+    try:
+        names = os.listdir(run_dir)
+    except OSError:
+        return False
+    return any((m := _NAME_RE.match(n)) and int(m.group(1)) == kimg for n in names)
+
+
+def _name_nimg(path: str) -> int:
+    """Images shown by the name (a whole-kimg name counts as the start of its kimg)."""
+    m = _NAME_RE.match(os.path.basename(path))
+    return int(m.group(2)) if m.group(2) else int(m.group(1)) * 1000
 
 
 def find_latest(run_dir: str) -> str | None:
-    """Newest snapshot in a run directory (highest kimg, then newest file), or None."""
+    """Newest snapshot in a run directory (most images shown, then newest file), or None."""
     try:
         names = [n for n in os.listdir(run_dir) if _NAME_RE.match(n)]
     except OSError:
@@ -39,7 +63,7 @@ def find_latest(run_dir: str) -> str | None:
     paths = [os.path.join(run_dir, n) for n in names]
     return max(
         paths,
-        key=lambda p: (int(_NAME_RE.match(os.path.basename(p)).group(1)), os.path.getmtime(p)),
+        key=lambda p: (_name_nimg(p), os.path.getmtime(p)),
     )
 
 

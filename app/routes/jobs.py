@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
-from sqlalchemy import select
 
 from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
-from app.errors import InvalidInput, NotFound
-from app.models import DatasetVersion, Snapshot
+from app.errors import NotFound
+from app.models import User
 from app.presentation import charts, metric_views
+from app.schemas.jobs import JobOptionsIn, JobOut, ResumeIn
 from app.services.studies.blinding import guard as blind
+from app.services.training import estimate, pages, retention
 from app.services.training import jobs as svc
 from app.services.training.job_monitor import JobMonitor
-from app.services.training.job_options import Devices, JobOptionsInvalid, form_defaults
+from app.services.training.job_options import Devices, JobOptionsInvalid, form_choices
 from app.templating import is_htmx, render
 from app.trainer_client import rundir
 
 router = APIRouter()
+# The body is read as a dict so every problem is named at once in the form's words; its
+# schema (for /docs) is the model's.
+_OPTIONS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": JobOptionsIn.model_json_schema()}},
+    }
+}
 
 
 def _monitor(request: Request) -> JobMonitor | None:
@@ -40,49 +48,66 @@ def _wake(request: Request) -> None:
 # ---- JSON -----------------------------------------------------------------------------------
 
 
-@router.get("/api/jobs")
-def api_list(session: SessionDep, user: CurrentUser) -> list[dict]:
-    return [svc.job_dict(j, detail=False) for j in svc.list_jobs(session)]
+@router.get("/api/jobs", response_model=list[JobOut])
+def api_list(session: SessionDep, user: CurrentUser) -> list[JobOut]:
+    return [svc.job_out(j, user.is_admin, detail=False) for j in svc.list_jobs(session)]
 
 
-@router.post("/api/jobs", status_code=201)
+@router.post("/api/jobs", status_code=201, response_model=JobOut, openapi_extra=_OPTIONS_BODY)
 def api_create(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     admin: AdminUser,
     body: dict[str, Any] = Body(...),
-) -> dict:
+) -> JobOut:
     job = svc.create_job(session, settings, body, _devices(request), admin)
     _wake(request)
-    return svc.job_dict(job)
+    return svc.job_out(job, admin=True)
 
 
-@router.get("/api/jobs/{job_id}")
-def api_get(session: SessionDep, user: CurrentUser, job_id: int) -> dict:
-    return svc.job_dict(svc.get_job(session, job_id))
+@router.post("/api/jobs/estimate")
+def api_estimate(
+    request: Request, session: SessionDep, admin: AdminUser, body: dict[str, Any] = Body(...)
+) -> dict[str, Any]:
+    """The duration the chosen settings would take here, before starting anything."""
+    return estimate.for_form(session, body, _devices(request))
 
 
-@router.post("/api/jobs/{job_id}/cancel")
+@router.get("/api/jobs/{job_id}", response_model=JobOut)
+def api_get(session: SessionDep, user: CurrentUser, job_id: int) -> JobOut:
+    return svc.job_out(svc.get_job(session, job_id), user.is_admin)
+
+
+@router.post("/api/jobs/{job_id}/cancel", response_model=JobOut)
 def api_cancel(session: SessionDep, admin: AdminUser, job_id: int) -> JSONResponse:
     job = svc.cancel_job(session, job_id, admin)
-    return JSONResponse(svc.job_dict(job), status_code=202 if job.state == "cancelling" else 200)
+    status = 202 if job.state == "cancelling" else 200
+    return JSONResponse(svc.job_out(job, True).model_dump(mode="json"), status_code=status)
 
 
-@router.post("/api/jobs/{job_id}/resume", status_code=202)
+@router.post("/api/jobs/{job_id}/resume", status_code=202, response_model=JobOut)
 def api_resume(
     request: Request,
     session: SessionDep,
     admin: AdminUser,
     job_id: int,
-    body: dict[str, Any] | None = Body(None),
-) -> dict:
-    kimg = (body or {}).get("kimg")
-    if kimg is not None and (isinstance(kimg, bool) or not isinstance(kimg, int | float)):
-        raise InvalidInput("kimg: must be a number")
-    job = svc.resume_job(session, job_id, admin, kimg=kimg)
+    body: ResumeIn | None = Body(None),
+) -> JobOut:
+    job = svc.resume_job(session, job_id, admin, kimg=body.kimg if body else None)
     _wake(request)
-    return svc.job_dict(job)
+    return svc.job_out(job, True)
+
+
+@router.put("/api/jobs/{job_id}/retention")
+def api_retention(
+    session: SessionDep, admin: AdminUser, job_id: int, body: dict[str, Any] = Body(...)
+) -> dict[str, Any]:
+    """{"keep_snapshots": N, "keep_best_fid": true}: applied now; says how many went."""
+    job = svc.get_job(session, job_id)
+    keep, best = body.get("keep_snapshots"), body.get("keep_best_fid", True)
+    deleted = pages.change_retention(session, job, keep, best)
+    return {"deleted": deleted, "disk_bytes": retention.disk_bytes(job)}
 
 
 @router.get("/api/jobs/{job_id}/stats")
@@ -101,41 +126,37 @@ def api_latest_samples(session: SessionDep, user: CurrentUser, job_id: int) -> F
 # ---- pages ----------------------------------------------------------------------------------
 
 
-def _form_context(
-    session: SessionDep,
-    devices: Devices,
-    values: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    datasets = list(session.scalars(select(DatasetVersion).order_by(DatasetVersion.id.desc())))
-    chosen = None
-    if values and values.get("dataset_id"):
-        chosen = next((d for d in datasets if str(d.id) == str(values["dataset_id"])), None)
-    chosen = chosen or (datasets[0] if datasets else None)
-    defaults = form_defaults(chosen, devices)
-    form = {**defaults, **{k: v for k, v in (values or {}).items() if v not in (None, "")}}
-    snaps = session.scalars(select(Snapshot).order_by(Snapshot.id.desc()).limit(200)).all()
-    return {
-        "datasets": datasets,
-        "dataset": chosen,
-        "form": form,
-        "defaults": defaults,
-        "errors": errors or {},
-        "devices": devices,
-        "resume_snapshots": [s for s in snaps if chosen and s.job.resolution == chosen.resolution],
-    }
-
-
 def _list_page(
     request: Request, session: SessionDep, ctx: dict, block: str | None, status: int = 200
 ) -> Response:
     jobs = svc.list_jobs(session)
-    ctx = {"nav": "jobs", "jobs": jobs, "svc": svc, "any_active": _any_active(jobs), **ctx}
+    ctx = {"nav": "jobs", "jobs": jobs, "rows": pages.list_rows(jobs), **ctx,
+           "any_active": any(j.state in svc.ACTIVE for j in jobs)}  # fmt: skip
     return render(request, "jobs/list.html", ctx, block=block, status_code=status)
 
 
-def _any_active(jobs: list) -> bool:
-    return any(j.state in svc.ACTIVE for j in jobs)
+def _form_ctx(
+    session: SessionDep,
+    devices: Devices,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    preset_changed: bool = False,
+) -> dict[str, Any]:
+    """The form's context plus the up-front duration estimate of what it shows."""
+    ctx = form_choices(session, devices, values, errors, preset_changed)
+    ctx["augpipes"] = ctx["defaults"]["augpipes"]
+    shown = {k: v for k, v in ctx["form"].items() if k in JobOptionsIn.model_fields}
+    ctx["estimate"] = estimate.for_form(session, shown, devices) if ctx["dataset"] else None
+    return ctx
+
+
+@router.post("/jobs/estimate")
+async def job_estimate(request: Request, session: SessionDep, admin: AdminUser) -> Response:
+    """The estimate line for the form's current values (htmx, on every change)."""
+    raw = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    raw = {k: v for k, v in raw.items() if k in JobOptionsIn.model_fields}
+    ctx = {"estimate": estimate.for_form(session, raw, _devices(request))}
+    return render(request, "jobs/_estimate.html", ctx)
 
 
 @router.get("/jobs")
@@ -144,15 +165,15 @@ def jobs_page(
 ) -> Response:
     """The dashboard; htmx polls `?part=table` for the job table alone."""
     block = "jobs_table" if part == "table" else None
-    return _list_page(request, session, _form_context(session, _devices(request)), block)
+    ctx = _form_ctx(session, _devices(request)) if user.is_admin else {"datasets": []}
+    return _list_page(request, session, ctx, block)
 
 
 @router.get("/jobs/form")
-def job_form(
-    request: Request, session: SessionDep, admin: AdminUser, dataset_id: int | None = None
-) -> Response:
-    """The form again with the defaults of another dataset (htmx, when the dataset changes)."""
-    ctx = _form_context(session, _devices(request), {"dataset_id": dataset_id})
+def job_form(request: Request, session: SessionDep, admin: AdminUser) -> Response:
+    """The form again for another dataset or preset (htmx, when either changes)."""
+    values = {k: v for k, v in request.query_params.items() if k in JobOptionsIn.model_fields}
+    ctx = _form_ctx(session, _devices(request), values, preset_changed="preset" in values)
     return _list_page(request, session, ctx, "job_form")
 
 
@@ -165,8 +186,7 @@ async def job_submit(
     try:
         job = svc.create_job(session, settings, raw, devices, admin)
     except JobOptionsInvalid as exc:
-        session.rollback()
-        ctx = _form_context(session, devices, raw, exc.errors)
+        ctx = _form_ctx(session, devices, raw, errors=exc.errors)
         # htmx swaps only 2xx: the form comes back with its errors inline.
         status = 200 if is_htmx(request) else 422
         return _list_page(request, session, ctx, "job_form", status)
@@ -176,39 +196,53 @@ async def job_submit(
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
 
-def _job_page(request: Request, session: SessionDep, job_id: int) -> Response:
+def _job_page(
+    request: Request, session: SessionDep, user: User, job_id: int, compare: int | None = None
+) -> Response:
     job = svc.get_job(session, job_id)
+    other = svc.get_job(session, compare) if compare else None
     rows = svc.stats_series(job.run_dir)
     grid = rundir.latest_samples(job.run_dir)
+    fid_on = bool(job.options.get("metrics_every"))
     ctx = {
-        "nav": "jobs",
-        "job": job,
-        "svc": svc,
-        "eta": svc.eta_seconds(job),
-        "charts": charts.job_charts(rows, metric_views.fid_points(session, job.id)),
-        "log_tail": rundir.tail(Path(job.run_dir) / "log.txt", lines=25),
-        "worker_tail": rundir.tail(Path(job.run_dir) / "worker.log", lines=15),
+        "nav": "jobs", "job": job, "view": pages.page_view(session, job, user.is_admin),
+        "charts": charts.job_charts(rows, metric_views.fid_points(session, job.id), fid_on,
+                                    pages.compare_series(other)),
+        "compare": other, "others": svc.list_jobs(session),
+        "log_tail": pages.log_for(job, user.is_admin, "log.txt", 25),
+        "worker_tail": pages.log_for(job, user.is_admin, "worker.log", 15),
         "has_samples": grid is not None,
         "samples_v": int(grid.stat().st_mtime_ns // 1_000_000) if grid else 0,
-        "can_resume": job.state in svc.RESUMABLE and svc.resumable_from(session, job),
-        "stale": svc.heartbeat_stale(job),
-    }
+    }  # fmt: skip
     return render(request, "jobs/detail.html", ctx, block="progress")
 
 
 @router.get("/jobs/{job_id}", dependencies=[blind("job")])
-def job_page(request: Request, session: SessionDep, user: CurrentUser, job_id: int) -> Response:
-    return _job_page(request, session, job_id)
+def job_page(
+    request: Request, session: SessionDep, user: CurrentUser, job_id: int, compare: int = 0
+) -> Response:
+    return _job_page(request, session, user, job_id, compare or None)
 
 
 @router.post("/jobs/{job_id}/cancel")
 def job_cancel(request: Request, session: SessionDep, admin: AdminUser, job_id: int) -> Response:
     svc.cancel_job(session, job_id, admin)
-    return _job_page(request, session, job_id)
+    return _job_page(request, session, admin, job_id)
 
 
 @router.post("/jobs/{job_id}/resume")
 def job_resume(request: Request, session: SessionDep, admin: AdminUser, job_id: int) -> Response:
     svc.resume_job(session, job_id, admin)
     _wake(request)
-    return _job_page(request, session, job_id)
+    return _job_page(request, session, admin, job_id)
+
+
+@router.post("/jobs/{job_id}/retention")
+async def job_retention(
+    request: Request, session: SessionDep, admin: AdminUser, job_id: int
+) -> Response:
+    form = await request.form()
+    job = svc.get_job(session, job_id)
+    keep = str(form.get("keep_snapshots") or "")
+    pages.change_retention(session, job, keep, form.get("keep_best_fid") in ("true", "on"))
+    return RedirectResponse(f"/jobs/{job_id}", status_code=303)

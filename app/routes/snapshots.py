@@ -6,13 +6,14 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
 from app.deps import AdminUser, CurrentUser, GenerationPlace, SessionDep, SettingsDep
 from app.errors import InvalidInput, NotFound
 from app.presentation import metric_views
+from app.schemas.snapshots import GenerateIn, SnapshotOut
 from app.services import limits
 from app.services.studies.blinding import guard as blind
 from app.services.training import jobs as jobs_svc
@@ -33,14 +34,6 @@ def _class(value: str | None) -> int | None:
         raise InvalidInput(f"class: {value!r} is not a class number") from exc
 
 
-def _snapshot_json(snap) -> dict[str, Any]:
-    out = jobs_svc.snapshot_dict(snap)
-    out.update(
-        resolution=snap.job.resolution,
-        job_state=snap.job.state,
-        download_url=f"/api/snapshots/{snap.id}/download",
-    )
-    return out
 
 
 def _zip_response(gen: svc.Generated, snap) -> FileResponse:
@@ -60,9 +53,10 @@ def _remove(folder: Path) -> None:
 # ---- JSON and files -------------------------------------------------------------------------
 
 
-@router.get("/api/snapshots/{snapshot_id}")
-def api_get(session: SessionDep, user: CurrentUser, snapshot_id: int) -> dict:
-    return _snapshot_json(svc.get_snapshot(session, snapshot_id))
+@router.get("/api/snapshots/{snapshot_id}", response_model=SnapshotOut)
+def api_get(session: SessionDep, user: CurrentUser, snapshot_id: int) -> SnapshotOut:
+    """A snapshot's facts; its server path and download link only for admins."""
+    return jobs_svc.snapshot_out(svc.get_snapshot(session, snapshot_id), user.is_admin)
 
 
 @router.get("/api/snapshots/{snapshot_id}/download")
@@ -88,20 +82,12 @@ def api_generate(
     settings: SettingsDep,
     user: CurrentUser,
     snapshot_id: int,
-    body: dict[str, Any] = Body(...),
+    body: GenerateIn,
 ) -> FileResponse:
-    """{"seeds": "0-15", "trunc": 0.7, "class": null, "format": "png|png16|nifti"} → a zip."""
-    limits.check_image_count(settings, svc.count_seeds(str(body.get("seeds", "0-15"))))
+    """Images as a zip; no class on a conditional snapshot means the training data's mix."""
+    limits.check_image_count(settings, svc.count_seeds(body.seeds))
     snap = svc.get_snapshot(session, snapshot_id)
-    trunc, cls = body.get("trunc", 1.0), body.get("class")
-    if isinstance(trunc, bool) or not isinstance(trunc, int | float):
-        raise InvalidInput("trunc: must be a number")
-    if cls is not None and (isinstance(cls, bool) or not isinstance(cls, int)):
-        raise InvalidInput("class: must be an integer or null")
-    gen = svc.generate(
-        settings, snap, str(body.get("seeds", "0-15")), float(trunc), cls,
-        str(body.get("format", "png")),
-    )  # fmt: skip
+    gen = svc.generate(settings, snap, body.seeds, body.trunc, body.class_idx, body.format)
     return _zip_response(gen, snap)
 
 
@@ -132,6 +118,7 @@ def _page(
 ) -> Response:
     ctx = {"nav": "jobs", "snap": snap, "job": snap.job, "gen": None, "seeds": "0-15",
            "trunc": 1.0, "class_idx": None, "gen_error": None,
+           "tumour_share": svc.label_mix(snap),
            **metric_views.panel_context(session, snap), **(extra or {})}  # fmt: skip
     return render(request, "snapshots/detail.html", ctx, block="generated")
 

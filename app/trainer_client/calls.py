@@ -96,11 +96,22 @@ def _json(stdout: str) -> Any:
         raise TrainerCallFailed("the trainer gave no answer", stdout[-2000:]) from exc
 
 
-@functools.lru_cache(maxsize=64)
-def defaults(python: str, res: int, gpus: int = 0, batch: int | None = None) -> dict[str, Any]:
-    """A fresh run's options at res² (`info defaults`), cached: they depend on nothing else."""
+@functools.lru_cache(maxsize=256)
+def defaults(
+    python: str,
+    res: int,
+    gpus: int = 0,
+    batch: int | None = None,
+    cbase: int | None = None,
+    cmax: int | None = None,
+    zdim: int | None = None,
+) -> dict[str, Any]:
+    """A fresh run's options at res² (`info defaults`), cached: they depend on nothing else.
+    cbase/cmax/zdim change only the network whose MACs per image are counted."""
     q = ["defaults", "--res", str(res), "--gpus", str(gpus)]
     q += ["--batch", str(batch)] if batch else []
+    for flag, value in (("--cbase", cbase), ("--cmax", cmax), ("--zdim", zdim)):
+        q += [flag, str(value)] if value else []
     return _json(run(commands.info_argv(python, *q), INFO_TIMEOUT_S, "asking the trainer"))
 
 

@@ -33,7 +33,7 @@ def test_augpipe_is_passed_on_a_fresh_launch_only():
 
 def test_the_follower_reaps_its_child_and_knows_a_stranger_is_not_ours(tmp_path):
     run = tmp_path / "run"
-    argv = [sys.executable, "-c", "import sys, time; time.sleep(0.3); sys.exit(3)",
+    argv = [sys.executable, "-c", "import sys, time; time.sleep(2); sys.exit(3)",
             "trainer", str(run)]  # fmt: skip
     proc = processes.spawn(argv, run)
     follower = processes.ProcessFollower()

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
 from app.models import Job, Snapshot, utcnow
+from app.services.training import retention
 from app.services.training.jobs import LIVE, resumable_from
 from app.settings import Settings
 from app.trainer_client import commands, processes, rundir
@@ -132,15 +133,26 @@ class JobMonitor:
     # ---- following a live job -----------------------------------------------------------------
 
     def _follow(self, session: Session, job: Job) -> None:
-        self._import_progress(session, job)
+        new = self._import_progress(session, job)
         exited, code = self._check_process(job)
         if not exited:
             job.heartbeat_at = utcnow()
             self._escalate_cancel(job)
             session.commit()
+            if new:
+                self._retain(session, job)
             return
-        self._import_progress(session, job)  # what it wrote while exiting
+        new += self._import_progress(session, job)  # what it wrote while exiting
         self._finish(session, job, code)
+        if new:
+            self._retain(session, job)
+
+    def _retain(self, session: Session, job: Job) -> None:
+        """Keep the newest N and the best by FID (the job's options); a failure waits."""
+        try:
+            retention.apply(session, job)
+        except OSError as exc:
+            log.warning("job %s: snapshot retention failed (%s); retried next time", job.id, exc)
 
     def _check_process(self, job: Job) -> tuple[bool, int | None]:
         """(exited, exit code or None when it was not our child to reap)."""
@@ -186,8 +198,10 @@ class JobMonitor:
         self._procs.forget(job.id)  # recorded now, or the row was no longer live
         log.info("job %s %s (%s)", job.id, state, processes.describe_exit(code))
 
-    def _import_progress(self, session: Session, job: Job) -> None:
-        """New complete stats lines → kimg, sec/kimg, last stats; new snapshot files → rows."""
+    def _import_progress(self, session: Session, job: Job) -> int:
+        """New complete stats lines → kimg, sec/kimg, last stats; new snapshot files → rows.
+
+        Returns how many snapshot rows are new."""
         stats_path = Path(job.run_dir) / "stats.jsonl"
         rows, offset = rundir.read_new_stats(stats_path, self._offsets.get(job.id, 0))
         self._offsets[job.id] = offset
@@ -198,26 +212,42 @@ class JobMonitor:
             if isinstance(last.get("sec_per_kimg"), int | float):
                 job.sec_per_kimg = float(last["sec_per_kimg"])
             job.last_stats = last
-        known = {s.kimg: s for s in job.snapshots}
+        self._import_step(job)
+        known, added = {s.nimg: s for s in job.snapshots}, 0
         for nimg, path in rundir.snapshot_files(job.run_dir):
-            kimg = nimg // 1000
             try:
                 st = path.stat()
             except OSError:
                 continue
             samples = rundir.samples_for(path)
             samples_path = str(samples) if samples.is_file() else None
-            snap = known.get(kimg)
+            snap = known.get(nimg)
             if snap is None:
                 made = datetime.fromtimestamp(st.st_mtime)
-                snap = Snapshot(kimg=kimg, path=str(path), size_bytes=st.st_size, created_at=made)
+                snap = Snapshot(kimg=nimg // 1000, nimg=nimg, path=str(path),
+                                size_bytes=st.st_size, created_at=made)  # fmt: skip
                 job.snapshots.append(snap)
-                known[kimg] = snap
+                known[nimg] = snap
+                added += 1
             elif snap.size_bytes != st.st_size:  # rewritten after a resume
                 snap.size_bytes = st.st_size
             if samples_path and snap.samples_path != samples_path:
                 snap.samples_path = samples_path
         session.flush()
+        return added
+
+    def _import_step(self, job: Job) -> None:
+        """Per-step progress (progress.json) before the first tick: kimg and a first speed."""
+        step = rundir.read_progress(job.run_dir) if job.state in LIVE else None
+        nimg, sec, batch = (
+            (step or {}).get("cur_nimg"),
+            (step or {}).get("sec_per_step"),
+            (step or {}).get("batch"),
+        )
+        if isinstance(nimg, int) and nimg / 1000 > job.kimg:
+            job.kimg = nimg / 1000
+            if job.sec_per_kimg is None and isinstance(sec, int | float) and batch:
+                job.sec_per_kimg = sec * 1000 / batch
 
     # ---- starting queued jobs -----------------------------------------------------------------
 

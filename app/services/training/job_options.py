@@ -1,32 +1,30 @@
-"""The "new training job" form: defaults, validation of every field, and the trainer's argv.
+"""The "new training job" form: the model (app/schemas/jobs.py) plus the checks only the
+database and the machine can answer, and the defaults the trainer reports for a resolution.
 
-One validator serves the HTML form (strings) and the JSON API (typed values); it collects every
-problem at once so the form can show each next to its field.
+Every problem is collected at once so the form can show each next to its field.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput
 from app.models import DatasetVersion, Snapshot
+from app.schemas.jobs import BOUNDS, JobOptionsIn, parse_job_options
 from app.trainer_client import calls, commands
 from app.trainer_client.processes import Devices
 
-FIELDS = (
-    "dataset_id", "resolution", "kimg", "batch", "gamma", "aug", "target", "cond", "mirror",
-    "snap", "seed", "tick", "cbase", "cmax", "zdim", "gpus", "resume_from", "metrics_every",
-)  # fmt: skip
-IGNORED = ("csrf_token",)
+__all__ = ["Devices", "JobOptionsInvalid", "form_defaults", "validate_job_options"]
 DEFAULT_KIMG = 1000.0
 DEFAULT_SNAP = 50
 DEFAULT_TARGET = 0.6
-MAX_KIMG = 1_000_000.0
+DEFAULT_KEEP = 5
+MAX_KIMG = BOUNDS["kimg"][1]
+CPU_PRESET = {"cbase": 2048, "cmax": 128, "zdim": 128}  # a few M parameters: minutes on a CPU
 
 
 class JobOptionsInvalid(InvalidInput):
@@ -41,72 +39,67 @@ def _python() -> str:
     return commands.python_for("")
 
 
+def trainer_defaults(res: int, gpus: int = 0, batch: int | None = None) -> dict[str, Any]:
+    """What the trainer would use for a fresh run at res² (`trainer info defaults`)."""
+    return calls.defaults(_python(), res, gpus, batch)
+
+
 def auto_batch(res: int, gpus: int = 1) -> int:
-    """The trainer's "auto" batch for res² on `gpus` processes (`trainer info defaults`)."""
-    return int(calls.defaults(_python(), res, gpus)["batch"])
+    return int(trainer_defaults(res, gpus)["batch"])
 
 
 def default_gamma(res: int, batch: int) -> float:
-    """The trainer's default R1 weight for res² at this batch (`trainer info defaults`)."""
-    return float(calls.defaults(_python(), res, 0, batch)["gamma"])
+    return float(trainer_defaults(res, 0, batch)["gamma"])
 
 
 def form_defaults(dataset: DatasetVersion | None, devices: Devices) -> dict[str, Any]:
-    """Values the empty form shows for a dataset (and the derived γ it explains)."""
+    """Values the empty form shows for a dataset (and the derived γ and channels it explains)."""
     res = dataset.resolution if dataset else 256
     gpus = 1 if devices.cuda else 0
-    batch = auto_batch(res, gpus)
+    d = trainer_defaults(res, gpus)
     return {
         "dataset_id": dataset.id if dataset else None,
-        "resolution": res, "kimg": DEFAULT_KIMG, "batch": batch,
-        "gamma": default_gamma(res, batch), "aug": "ada", "target": DEFAULT_TARGET,
+        "resolution": res, "kimg": DEFAULT_KIMG, "batch": d["batch"], "gamma": d["gamma"],
+        "aug": "ada", "augpipe": d.get("augpipe") or "bgc", "target": DEFAULT_TARGET,
         "cond": False, "mirror": False, "snap": DEFAULT_SNAP, "seed": 0, "tick": None,
         "cbase": None, "cmax": None, "zdim": None, "gpus": gpus, "resume_from": None,
-        "metrics_every": 0,
+        "metrics_every": 0, "keep_snapshots": DEFAULT_KEEP, "keep_best_fid": True,
+        "preset": "auto" if devices.cuda else "cpu",
+        "auto_cbase": d["cbase"], "auto_cmax": d["cmax"], "auto_zdim": d["zdim"],
+        "auto_tick": d["tick"], "cpu_preset": CPU_PRESET,
+        "augpipes": d.get("augpipes") or ["bgc"],
     }  # fmt: skip
 
 
-def _blank(v: Any) -> bool:
-    return v is None or (isinstance(v, str) and v.strip() == "")
-
-
-def _num(raw: Mapping[str, Any], key: str, kind: type, errors: dict[str, str]) -> Any:
-    v = raw.get(key)
-    if _blank(v):
-        return None
-    if isinstance(v, bool):
-        errors[key] = "must be a number, not true/false"
-        return None
-    try:
-        out = kind(v.strip()) if isinstance(v, str) else kind(v)
-    except (TypeError, ValueError):
-        errors[key] = f"{v!r} is not {'a whole number' if kind is int else 'a number'}"
-        return None
-    if kind is int and not isinstance(v, str) and float(v) != out:
-        errors[key] = f"{v!r} is not a whole number"
-        return None
-    if kind is float and not math.isfinite(out):
-        errors[key] = "must be a finite number"
-        return None
-    return out
-
-
-def _flag(raw: Mapping[str, Any], key: str, errors: dict[str, str]) -> bool:
-    v = raw.get(key)
-    if _blank(v) or v is False:
-        return False
-    if v is True:
-        return True
-    if isinstance(v, str) and v.lower() in ("1", "true", "on", "yes"):
-        return True
-    if isinstance(v, str) and v.lower() in ("0", "false", "off", "no"):
-        return False
-    errors[key] = f"must be true or false, not {v!r}"
-    return False
+def form_choices(
+    session: Session,
+    devices: Devices,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    preset_changed: bool = False,
+) -> dict[str, Any]:
+    """Everything the "new job" form shows: datasets, the chosen one's defaults, the values
+    (a preset fills the channel fields), fine-tuning sources, errors."""
+    datasets = list(session.scalars(select(DatasetVersion).order_by(DatasetVersion.id.desc())))
+    chosen = None
+    if values and values.get("dataset_id"):
+        chosen = next((d for d in datasets if str(d.id) == str(values["dataset_id"])), None)
+    chosen = chosen or (datasets[0] if datasets else None)
+    defaults = form_defaults(chosen, devices)
+    form = {**defaults, **{k: v for k, v in (values or {}).items() if v not in (None, "")}}
+    if preset_changed or values is None:
+        for key in ("cbase", "cmax", "zdim"):
+            form[key] = CPU_PRESET[key] if form.get("preset") == "cpu" else None
+    snaps = session.scalars(select(Snapshot).order_by(Snapshot.id.desc()).limit(200)).all()
+    return {
+        "datasets": datasets, "dataset": chosen, "form": form, "defaults": defaults,
+        "errors": errors or {}, "devices": devices,
+        "resume_snapshots": [s for s in snaps if chosen and s.job.resolution == chosen.resolution],
+    }  # fmt: skip
 
 
 def snapshot_network(snapshot: Snapshot) -> dict[str, Any]:
-    """The network shape a snapshot was trained with: the trainer's options.json, else the job's."""
+    """The network a snapshot holds (the trainer's answer, else the run's options.json)."""
     job = snapshot.job
     net = calls.snapshot_network(_python(), snapshot.path, job.run_dir) or {}
     return {
@@ -114,6 +107,7 @@ def snapshot_network(snapshot: Snapshot) -> dict[str, Any]:
         "channels": int(net.get("channels") or 1),
         "cbase": net.get("cbase") or job.options.get("cbase"),
         "cmax": net.get("cmax") or job.options.get("cmax"),
+        "zdim": net.get("zdim") or job.options.get("zdim"),
         "cond": bool(net.get("c_dim")) if net else bool(job.options.get("cond")),
     }
 
@@ -124,7 +118,7 @@ def _check_resume(session: Session, sid: int, opts: dict[str, Any], errors: dict
         errors["resume_from"] = f"snapshot {sid} does not exist"
         return
     if not Path(snap.path).is_file():
-        errors["resume_from"] = f"snapshot {sid}'s file is missing ({snap.path})"
+        errors["resume_from"] = f"snapshot {sid}'s file is missing"
         return
     net = snapshot_network(snap)
     res = opts.get("resolution")
@@ -143,7 +137,7 @@ def _check_resume(session: Session, sid: int, opts: dict[str, Any], errors: dict
             f"snapshot {sid} was trained {'with' if net['cond'] else 'without'} labels; "
             "set the conditioning option the same way"
         )
-    for key, label in (("cbase", "channel base"), ("cmax", "channel max")):
+    for key, label in (("cbase", "channel base"), ("cmax", "channel max"), ("zdim", "latent size")):
         if net[key] is None:
             continue
         if opts.get(key) is None:
@@ -152,117 +146,85 @@ def _check_resume(session: Session, sid: int, opts: dict[str, Any], errors: dict
             errors[key] = f"snapshot {sid} has {label} {net[key]}; fine-tuning keeps it"
 
 
-def validate_job_options(
-    session: Session, raw: Mapping[str, Any], devices: Devices
-) -> tuple[DatasetVersion, dict[str, Any]]:
-    """Check every field of the form; returns the dataset and the complete, typed options."""
-    errors: dict[str, str] = {}
-    unknown = sorted(set(raw) - set(FIELDS) - set(IGNORED))
-    if unknown:
-        errors["form"] = f"unknown field(s): {', '.join(unknown)}"
-    dataset_id = _num(raw, "dataset_id", int, errors)
-    dataset = session.get(DatasetVersion, dataset_id) if dataset_id is not None else None
-    if dataset_id is None and "dataset_id" not in errors:
+def _dataset(session: Session, m: JobOptionsIn, errors: dict[str, str]) -> DatasetVersion | None:
+    if m.dataset_id is None:
         errors["dataset_id"] = "choose a dataset version"
-    elif dataset is None and "dataset_id" not in errors:
-        errors["dataset_id"] = f"dataset version {dataset_id} does not exist"
-    elif dataset is not None and not (dataset.zip_path and Path(dataset.zip_path).is_file()):
-        errors["dataset_id"] = f"dataset version {dataset_id} has no exported zip; export it first"
+        return None
+    dataset = session.get(DatasetVersion, m.dataset_id)
+    if dataset is None:
+        errors["dataset_id"] = f"dataset version {m.dataset_id} does not exist"
+    elif not (dataset.zip_path and Path(dataset.zip_path).is_file()):
+        errors["dataset_id"] = (
+            f"dataset version {m.dataset_id} has no exported zip; export it first"
+        )
+    return dataset
 
-    opts: dict[str, Any] = {"dataset_id": dataset_id}
-    res = _num(raw, "resolution", int, errors)
-    if res is None and "resolution" not in errors and dataset is not None:
-        res = dataset.resolution
-    if res is not None:
-        if res < 8 or res > 4096 or res & (res - 1):
-            errors["resolution"] = f"{res} is not a power of two between 8 and 4096"
-        elif dataset is not None and res != dataset.resolution:
-            errors["resolution"] = (
-                f"the dataset's images are {dataset.resolution}×{dataset.resolution}; the "
-                f"trainer cannot train {res}×{res} from it (export a version at {res})"
-            )
-    opts["resolution"] = res
 
-    gpus = _num(raw, "gpus", int, errors)
-    gpus = (1 if devices.cuda else 0) if gpus is None else gpus
-    if gpus < 0:
-        errors["gpus"] = "must be 0 (CPU) or more"
-    elif gpus > devices.gpus:
+def _machine_checks(
+    m: JobOptionsIn, dataset: DatasetVersion | None, devices: Devices, errors: dict[str, str]
+) -> tuple[int | None, int]:
+    """Resolution against the dataset, GPUs against the machine, batch against the GPUs."""
+    res = m.resolution if m.resolution is not None else (dataset.resolution if dataset else None)
+    if res is not None and res & (res - 1):
+        errors["resolution"] = f"{res} is not a power of two between 8 and 4096"
+    elif res is not None and dataset is not None and res != dataset.resolution:
+        errors["resolution"] = (
+            f"the dataset's images are {dataset.resolution}×{dataset.resolution}; the "
+            f"trainer cannot train {res}×{res} from it (export a version at {res})"
+        )
+    gpus = (1 if devices.cuda else 0) if m.gpus is None else m.gpus
+    if gpus > devices.gpus:
         errors["gpus"] = f"{gpus} GPU(s) asked for, this machine has {devices.gpus}" + (
             " (jobs run on the CPU)" if not devices.cuda else ""
         )
-    opts["gpus"] = gpus
+    if m.batch is not None and gpus > 1 and m.batch % gpus:
+        errors["batch"] = f"{m.batch} is not divisible by the {gpus} GPUs it runs on"
+    if m.cond and dataset is not None and not 0 < dataset.num_tumour < dataset.num_images:
+        kind = "normal" if dataset.num_tumour <= 0 else "tumour"
+        errors["cond"] = f"conditioning needs normal and tumour images; all are {kind}"
+    return (None if "resolution" in errors else res), gpus
 
-    kimg = _num(raw, "kimg", float, errors)
-    kimg = DEFAULT_KIMG if kimg is None and "kimg" not in errors else kimg
-    if kimg is not None and not 0 < kimg <= MAX_KIMG:
-        errors["kimg"] = f"must be > 0 and at most {MAX_KIMG:g} (thousands of images shown)"
-    opts["kimg"] = kimg
 
-    batch = _num(raw, "batch", int, errors)
-    if batch is None and "batch" not in errors:
-        batch = auto_batch(res if res and "resolution" not in errors else 256, gpus)
-    if batch is not None:
-        if batch < 1 or batch > 4096:
-            errors["batch"] = "must be between 1 and 4096"
-        elif gpus > 1 and batch % gpus:
-            errors["batch"] = f"{batch} is not divisible by the {gpus} GPUs it runs on"
-    opts["batch"] = batch
+def _complete(m: JobOptionsIn, res: int | None, gpus: int) -> dict[str, Any]:
+    """The typed options with every default filled in (batch and γ from the trainer)."""
+    opts = m.model_dump()
+    preset = CPU_PRESET if m.preset == "cpu" else {}
+    for key, value in preset.items():
+        opts[key] = value if opts[key] is None else opts[key]
+    opts.update(resolution=res, gpus=gpus)
+    opts["kimg"] = DEFAULT_KIMG if m.kimg is None else m.kimg
+    if res is not None and opts["batch"] is None:
+        opts["batch"] = auto_batch(res, gpus)
+    if res is not None and opts["gamma"] is None:
+        opts["gamma"] = default_gamma(res, opts["batch"])
+    for key, default in (("aug", "ada"), ("target", DEFAULT_TARGET), ("snap", DEFAULT_SNAP),
+                         ("seed", 0), ("metrics_every", 0), ("keep_snapshots", DEFAULT_KEEP),
+                         ("preset", "auto")):  # fmt: skip
+        opts[key] = default if opts[key] is None else opts[key]
+    if opts["augpipe"] is None and opts["aug"] != "noaug":
+        opts["augpipe"] = "bgc"
+    return opts
 
-    gamma = _num(raw, "gamma", float, errors)
-    if gamma is None and "gamma" not in errors and res and "resolution" not in errors and batch:
-        gamma = default_gamma(res, batch)
-    if gamma is not None and gamma < 0:
-        errors["gamma"] = "R1 γ must be ≥ 0"
-    opts["gamma"] = gamma
 
-    aug = raw.get("aug") or "ada"
-    if aug not in ("ada", "noaug"):
-        errors["aug"] = f"must be 'ada' or 'noaug', not {aug!r}"
-    opts["aug"] = aug
-    target = _num(raw, "target", float, errors)
-    target = DEFAULT_TARGET if target is None else target
-    if aug == "ada" and not 0 < target < 1:
-        errors["target"] = "the ADA target must be between 0 and 1 (exclusive)"
-    opts["target"] = target
-
-    opts["cond"] = _flag(raw, "cond", errors)
-    if opts["cond"] and dataset is not None:
-        if dataset.num_tumour <= 0 or dataset.num_tumour >= dataset.num_images:
-            kind = "normal" if dataset.num_tumour <= 0 else "tumour"
-            errors["cond"] = f"conditioning needs normal and tumour images; all are {kind}"
-    opts["mirror"] = _flag(raw, "mirror", errors)
-
-    ranges = (
-        ("snap", DEFAULT_SNAP, 1, 100_000),
-        ("seed", 0, 0, 2**31 - 1),
-        ("metrics_every", 0, 0, 100_000),
-    )  # FID/KID every N snapshots; 0 = off
-    for key, default, lo, hi in ranges:
-        v = _num(raw, key, int, errors)
-        v = default if v is None else v
-        if not lo <= v <= hi:
-            errors[key] = f"must be between {lo} and {hi}"
-        opts[key] = v
-
-    tick = _num(raw, "tick", float, errors)
-    if tick is not None and not 0 < tick <= 10_000:
-        errors["tick"] = "kimg per tick must be > 0"
-    opts["tick"] = tick
-    for key in ("cbase", "cmax", "zdim"):
-        v = _num(raw, key, int, errors)
-        if v is not None and v < 1:
-            errors[key] = "must be ≥ 1"
-        opts[key] = v
+def validate_job_options(
+    session: Session, raw: dict[str, Any], devices: Devices
+) -> tuple[DatasetVersion, dict[str, Any]]:
+    """Check every field of the form; returns the dataset and the complete, typed options."""
+    model, errors = parse_job_options(dict(raw))
+    if model is None:
+        known = {k: v for k, v in raw.items() if k in JobOptionsIn.model_fields and k not in errors}
+        model, _ = parse_job_options(known)  # still name the database problems of the rest
+    dataset = _dataset(session, model, errors) if model else None
+    if model is None:
+        raise JobOptionsInvalid(errors)
+    res, gpus = _machine_checks(model, dataset, devices, errors)
+    opts = _complete(model, res, gpus)
     if opts["cbase"] and res and opts["cbase"] < res and "cbase" not in errors:
         errors["cbase"] = f"must be at least the resolution ({res}) or the last layers are empty"
-
-    sid = _num(raw, "resume_from", int, errors)
-    opts["resume_from"] = sid
-    if sid is not None:
-        _check_resume(session, sid, opts, errors)
+    if model.resume_from is not None:
+        _check_resume(session, model.resume_from, opts, errors)
     if errors:
         raise JobOptionsInvalid(errors)
-    assert dataset is not None
+    assert dataset is not None and dataset.zip_path
     opts["data"] = str(Path(dataset.zip_path).resolve())
     return dataset, opts

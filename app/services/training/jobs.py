@@ -17,6 +17,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import AuditEvent, Job, Snapshot, User, utcnow
+from app.schemas.jobs import JobOut
+from app.schemas.snapshots import SnapshotOut
+from app.services.training import estimate
 from app.services.training.job_options import MAX_KIMG, Devices, validate_job_options
 from app.settings import Settings
 from app.trainer_client import processes, rundir
@@ -51,6 +54,7 @@ def create_job(
 ) -> Job:
     """Validate the form and queue the job; the monitor starts it when a slot is free."""
     dataset, opts = validate_job_options(session, raw, devices)
+    opts["estimate_s"] = round(estimate.seconds(session, opts), 1)
     job = Job(
         dataset_id=dataset.id,
         state="queued",
@@ -61,13 +65,18 @@ def create_job(
         created_by_id=user.id,
         resume_from_snapshot_id=opts["resume_from"],
     )
-    session.add(job)
-    session.flush()
-    job.run_dir = str(_new_run_dir(settings, job.id))
-    session.add(
-        AuditEvent(user_id=user.id, action="job.create", target=f"job:{job.id}", detail=opts)
-    )
-    session.commit()
+    try:
+        session.add(job)
+        session.flush()
+        job.run_dir = str(_new_run_dir(settings, job.id))
+        audit = {k: v for k, v in opts.items() if k != "data"}
+        session.add(
+            AuditEvent(user_id=user.id, action="job.create", target=f"job:{job.id}", detail=audit)
+        )
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
     return job
 
 
@@ -190,51 +199,58 @@ def stats_series(run_dir: str) -> list[dict[str, Any]]:
     return out
 
 
-def _iso(dt: datetime | None) -> str | None:
-    return dt.isoformat() + "Z" if dt else None
+def redact(text: str, job: Job) -> str:
+    """A log for a reviewer: the server's paths (run dir, dataset zip) left out."""
+    for path in sorted({job.run_dir, str(job.options.get("data") or "")}, key=len, reverse=True):
+        if path:
+            text = text.replace(path, "…")
+    return text
 
 
-def snapshot_dict(snap: Snapshot) -> dict[str, Any]:
-    return {
-        "id": snap.id,
-        "job_id": snap.job_id,
-        "kimg": snap.kimg,
-        "path": snap.path,
-        "size_bytes": snap.size_bytes,
-        "created_at": _iso(snap.created_at),
-        "samples_url": f"/api/snapshots/{snap.id}/samples.png" if snap.samples_path else None,
-    }
+def snapshot_out(snap: Snapshot, admin: bool, kept: list[str] | None = None) -> SnapshotOut:
+    return SnapshotOut(
+        id=snap.id, job_id=snap.job_id, kimg=snap.nimg / 1000, name=Path(snap.path).name,
+        path=snap.path if admin else None, size_bytes=snap.size_bytes,
+        created_at=snap.created_at,
+        samples_url=f"/api/snapshots/{snap.id}/samples.png" if snap.samples_path else None,
+        download_url=f"/api/snapshots/{snap.id}/download" if admin else None,
+        resolution=snap.job.resolution if snap.job else None,
+        job_state=snap.job.state if snap.job else None, kept_because=kept or [],
+    )  # fmt: skip
 
 
-def job_dict(job: Job, detail: bool = True) -> dict[str, Any]:
-    """The JSON of a job: the contract fields plus progress, timing, errors and the log tail."""
-    out = {
-        "id": job.id,
-        "state": job.state,
-        "dataset_id": job.dataset_id,
-        "pid": job.pid,
-        "kimg": job.kimg,
-        "total_kimg": job.total_kimg,
-        "progress": progress(job),
-        "resolution": job.resolution,
-        "run_dir": job.run_dir,
-        "device": job.device,
-        "sec_per_kimg": job.sec_per_kimg,
-        "eta_s": eta_seconds(job),
-        "exit_code": job.exit_code,
-        "error": job.error,
-        "attempts": job.attempts,
-        "resume_from": job.resume_from_snapshot_id,
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
-        "heartbeat_at": _iso(job.heartbeat_at),
-        "cancel_requested_at": _iso(job.cancel_requested_at),
-        "snapshots": [snapshot_dict(s) for s in job.snapshots],
-    }
+def job_out(job: Job, admin: bool, detail: bool = True) -> JobOut:
+    """The JSON of a job: server paths, the pid and the command line only for admins."""
+    out = JobOut(
+        id=job.id, state=job.state, dataset_id=job.dataset_id, pid=job.pid if admin else None,
+        kimg=job.kimg, total_kimg=job.total_kimg, progress=progress(job),
+        resolution=job.resolution, run_dir=job.run_dir if admin else None, device=job.device,
+        sec_per_kimg=job.sec_per_kimg, eta_s=eta_seconds(job), exit_code=job.exit_code,
+        error=job.error if admin or not job.error else redact(job.error, job),
+        attempts=job.attempts, resume_from=job.resume_from_snapshot_id,
+        created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        heartbeat_at=job.heartbeat_at, cancel_requested_at=job.cancel_requested_at,
+        estimate_s=(job.options or {}).get("estimate_s"), waiting_for=waiting_for(job),
+        step=rundir.read_progress(job.run_dir) if job.state in LIVE else None,
+        snapshots=[snapshot_out(s, admin) for s in job.snapshots],
+    )  # fmt: skip
     if detail:
-        out["options"] = job.options
-        out["stats"] = job.last_stats
-        out["log_tail"] = rundir.tail(Path(job.run_dir) / "log.txt")
-        out["worker_log_tail"] = rundir.tail(Path(job.run_dir) / "worker.log", lines=20)
+        opts = dict(job.options or {})
+        if not admin:
+            opts.pop("data", None)
+        log_tail = rundir.tail(Path(job.run_dir) / "log.txt")
+        out.options, out.stats = opts, job.last_stats
+        out.log_tail = log_tail if admin else redact(log_tail, job)
+        if admin:
+            out.worker_log_tail = rundir.tail(Path(job.run_dir) / "worker.log", lines=20)
     return out
+
+
+def waiting_for(job: Job) -> str | None:
+    """What a cancelling job is waiting for, in words for the page."""
+    if job.state != "cancelling":
+        return None
+    step = rundir.read_progress(job.run_dir) or {}
+    if step.get("stopping"):
+        return "the trainer is writing its last snapshot"
+    return "the trainer to finish its current step and write a snapshot (seconds)"

@@ -33,6 +33,7 @@ class Generated:
     token: str
     folder: Path
     files: list[Path]
+    tumour_share: float | None = None  # set when a conditional snapshot used the data's mix
 
 
 def get_snapshot(session: Session, snapshot_id: int) -> Snapshot:
@@ -96,12 +97,54 @@ def generate(
     token = "gen-" + secrets.token_urlsafe(16)
     folder = settings.tmp_dir / token
     python = commands.python_for(settings.python_executable)
+    mix = label_mix(snap) if class_idx is None else None
+    groups = split_by_class(seeds, mix) if mix is not None else {class_idx: seeds}
     try:
-        files = calls.generate(python, str(path), seeds, folder, trunc, class_idx, fmt)
+        for cls, part in groups.items():
+            if part:
+                calls.generate(python, str(path), part, folder, trunc, cls, fmt)
     except calls.TrainerCallFailed as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise InvalidInput(str(exc)) from exc
-    return Generated(token, folder, files)
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    return Generated(token, folder, files, mix)
+
+
+def is_conditional(snap: Snapshot) -> bool:
+    """Whether the generator takes a class (the trainer's answer, else the job's options)."""
+    python = commands.python_for("")
+    net = calls.snapshot_network(python, snap.path, snap.job.run_dir if snap.job else "")
+    if net is not None:
+        return bool(net.get("c_dim"))
+    return bool(snap.job and (snap.job.options or {}).get("cond"))
+
+
+def label_mix(snap: Snapshot) -> float | None:
+    """The tumour share of the training data for a conditional snapshot, else None."""
+    if not is_conditional(snap):
+        return None
+    ds = snap.job.dataset if snap.job else None
+    if ds is None or not ds.num_images:
+        return 0.5
+    return ds.num_tumour / ds.num_images
+
+
+def expand_seeds(text: str) -> list[int]:
+    count_seeds(text)
+    out: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    return out
+
+
+def split_by_class(seeds: str, tumour_share: float) -> dict[int, str]:
+    """Seeds per class so the images follow the training data's mix (evenly interleaved)."""
+    groups: dict[int, list[int]] = {0: [], 1: []}
+    for i, seed in enumerate(expand_seeds(seeds)):
+        tumour = int((i + 1) * tumour_share) > int(i * tumour_share)
+        groups[1 if tumour else 0].append(seed)
+    return {c: ",".join(map(str, v)) for c, v in groups.items()}
 
 
 def generated_file(settings: Settings, token: str, name: str) -> Path:
