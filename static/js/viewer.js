@@ -318,7 +318,13 @@
     if (panel.dataset.saved && $("advance").checked && i === index) go(index + 1);
     runPending();
   });
-  function toast(message, kind) { if (window.medsynthToast) window.medsynthToast(message, kind); }
+  let lastToast = "";
+  function toast(message, kind) { // once per message while it is on screen, not per slice
+    if (!window.medsynthToast || message === lastToast) return;
+    lastToast = message;
+    setTimeout(() => { lastToast = ""; }, 6000);
+    window.medsynthToast(message, kind);
+  }
 
   // ---- keyboard, controls ---------------------------------------------------------------
   const MOVES = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -1, ArrowDown: 1, j: -1, k: 1,
