@@ -64,22 +64,15 @@ def images_per_second(
 def generator_rate(
     G: torch.nn.Module, device: torch.device, probe: int, batch: int | None = None
 ) -> float:
-    """Images/s of G at the run's `batch`: timed at `probe` and 2x`probe` images, so the fixed
-    per-call cost (which dominates small networks) is not counted per image."""
-    batch = batch or probe
-    c = torch.zeros([2 * probe, G.c_dim], device=device) if G.c_dim else None
-    z = torch.randn([2 * probe, G.z_dim], device=device)
-
-    def seconds(n: int) -> float:
-        rate = images_per_second(lambda k: G(z[:k], None if c is None else c[:k],
-                                             noise_mode="const"), n, device,
-                                 repeats=3)  # fmt: skip
-        return n / rate
-
-    t1, t2 = seconds(probe), seconds(2 * probe)
-    per_image = max((t2 - t1) / probe, t2 / (2 * probe) * 0.05)  # noise never makes it ~0
-    fixed = max(t1 - probe * per_image, 0.0)
-    return batch / (fixed + batch * per_image)
+    """Images/s of G at the run's `batch` (default `probe`), timed at that batch itself:
+    extrapolating from a smaller probe was off by up to 10x on a busy machine, where the
+    fixed per-call cost and the per-image cost cannot be told apart reliably."""
+    n = batch or probe
+    c = torch.zeros([n, G.c_dim], device=device) if G.c_dim else None
+    z = torch.randn([n, G.z_dim], device=device)
+    return images_per_second(lambda k: G(z[:k], None if c is None else c[:k],
+                                         noise_mode="const"), n, device, warmup=2,
+                             min_s=1.0)  # fmt: skip  # a second smooths out scheduling noise
 
 
 def extractor_rate(
