@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -30,6 +32,24 @@ PROGRESS_EVERY_S = 1.0
 
 class StepInterrupted(Exception):
     """Raised inside a minibatch when a stop was requested."""
+
+
+@contextmanager
+def interruptible(net: torch.nn.Module, stop) -> Iterator[bool]:
+    """Lets a stop request end work on `net` (e.g. a sample grid of G_ema) at the next layer;
+    the caller catches StepInterrupted."""
+
+    def check(module, args) -> None:
+        if stop.requested:
+            raise StepInterrupted
+
+    handles = [m.register_forward_pre_hook(check) for m in net.modules()
+               if next(m.parameters(recurse=False), None) is not None]  # fmt: skip
+    try:
+        yield True
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _clone(obj: Any) -> Any:

@@ -21,7 +21,7 @@ from trainer.dataset import ImageDataset
 from trainer.distributed import DistInfo
 from trainer.generate import save_sample_grid
 from trainer.hu import hu_mapping
-from trainer.interrupt import StepGuard
+from trainer.interrupt import StepGuard, StepInterrupted, interruptible
 from trainer.periodic_metrics import PeriodicMetrics
 from trainer.stats import RunLog
 from trainer.training import Trainer
@@ -101,8 +101,11 @@ def write_options(run: Run, trainer: Trainer) -> None:
     os.replace(tmp, os.path.join(run.run_dir, "options.json"))
 
 
-def take_snapshot(run: Run, trainer: Trainer, progress: Progress) -> bool:
-    """Write snapshot + sample grid (rank 0); RNG is restored afterwards on every rank."""
+def take_snapshot(run: Run, trainer: Trainer, progress: Progress, grid: bool = True) -> bool:
+    """Write snapshot + sample grid (rank 0); RNG is restored afterwards on every rank.
+
+    A stop request's snapshot has no grid (`grid=False`): drawing it can take longer on a CPU
+    than the snapshot itself."""
     rng_all = distributed.gather_objects(snapshot.capture_rng())
     divergence = 0.0
     if distributed.active():  # every rank must hold the same weights: cheap to verify here
@@ -124,8 +127,9 @@ def take_snapshot(run: Run, trainer: Trainer, progress: Progress) -> bool:
         state["progress"]["cur_nimg"] = trainer.cur_nimg
         name = snapshot.snapshot_name(trainer.cur_nimg, run.run_dir)
         ok = _save(run, state, name)
-        grid = name.replace("snapshot-", "samples-").replace(".pt", ".png")
-        _save_grid(run, trainer, os.path.join(run.run_dir, grid))
+        if grid:
+            grid_name = name.replace("snapshot-", "samples-").replace(".pt", ".png")
+            _save_grid(run, trainer, os.path.join(run.run_dir, grid_name))
     progress.last_snapshot_nimg = trainer.cur_nimg
     snapshot.restore_rng(rng_all[run.dist.rank])
     return ok
@@ -222,7 +226,7 @@ def _stop(run: Run, trainer: Trainer, progress: Progress, tick_elapsed: float) -
     if progress.last_snapshot_nimg == trainer.cur_nimg:
         return 0
     progress.tick_elapsed = tick_elapsed
-    return 0 if take_snapshot(run, trainer, progress) else 1
+    return 0 if take_snapshot(run, trainer, progress, grid=False) else 1
 
 
 def training_loop(run: Run, trainer: Trainer, progress: Progress) -> int:
@@ -276,6 +280,10 @@ def start(run: Run, trainer: Trainer, state: dict | None, mode: str) -> Progress
     write_options(run, trainer)
     if mode != "resume" and run.dist.is_main:
         rng = snapshot.capture_rng()
-        _save_grid(run, trainer, os.path.join(run.run_dir, "samples-000000.png"))
+        try:  # a stop request during start-up does not wait for the initial grid
+            with interruptible(trainer.G_ema, run.stop):
+                _save_grid(run, trainer, os.path.join(run.run_dir, "samples-000000.png"))
+        except StepInterrupted:
+            run.log.line("stop requested during start-up: initial sample grid skipped")
         snapshot.restore_rng(rng)
     return progress

@@ -6,14 +6,15 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.datastructures import UploadFile
 
 from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
-from app.errors import NotFound
+from app.errors import InvalidInput, NotFound
 from app.models import User
 from app.presentation import charts, metric_views
 from app.schemas.jobs import JobOptionsIn, JobOut, ResumeIn
 from app.services.studies.blinding import guard as blind
-from app.services.training import estimate, pages, retention
+from app.services.training import estimate, imports, pages, retention
 from app.services.training import jobs as svc
 from app.services.training.job_monitor import JobMonitor
 from app.services.training.job_options import Devices, JobOptionsInvalid, form_choices
@@ -235,6 +236,22 @@ def job_resume(request: Request, session: SessionDep, admin: AdminUser, job_id: 
     svc.resume_job(session, job_id, admin)
     _wake(request)
     return _job_page(request, session, admin, job_id)
+
+
+@router.post("/jobs/import")
+async def job_import(
+    request: Request, session: SessionDep, settings: SettingsDep, admin: AdminUser
+) -> Response:
+    """The jobs page's "import a published checkpoint" form (multipart)."""
+    form = await request.form()
+    upload, dataset = form.get("file"), str(form.get("dataset_id") or "")
+    if not isinstance(upload, UploadFile) or not dataset.isdigit():
+        raise InvalidInput("choose a .pkl file and the dataset it will fine-tune on")
+    snap = imports.import_pkl(session, settings, upload.file, upload.filename or "",
+                              int(dataset), admin)  # fmt: skip
+    if is_htmx(request):
+        return Response(status_code=204, headers={"HX-Redirect": f"/jobs/{snap.job_id}"})
+    return RedirectResponse(f"/jobs/{snap.job_id}", status_code=303)
 
 
 @router.post("/jobs/{job_id}/retention")

@@ -6,16 +6,17 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
 from app.deps import AdminUser, CurrentUser, GenerationPlace, SessionDep, SettingsDep
 from app.errors import InvalidInput, NotFound
 from app.presentation import metric_views
-from app.schemas.snapshots import GenerateIn, SnapshotOut
+from app.schemas.snapshots import GenerateIn, PklImportOut, SnapshotOut
 from app.services import limits
 from app.services.studies.blinding import guard as blind
+from app.services.training import imports
 from app.services.training import jobs as jobs_svc
 from app.services.training import snapshots as svc
 from app.templating import render
@@ -57,6 +58,21 @@ def _remove(folder: Path) -> None:
 def api_get(session: SessionDep, user: CurrentUser, snapshot_id: int) -> SnapshotOut:
     """A snapshot's facts; its server path and download link only for admins."""
     return jobs_svc.snapshot_out(svc.get_snapshot(session, snapshot_id), user.is_admin)
+
+
+@router.post("/api/snapshots/import", status_code=201, response_model=PklImportOut)
+def api_import(
+    session: SessionDep,
+    settings: SettingsDep,
+    admin: AdminUser,
+    file: UploadFile,
+    dataset_id: Annotated[int, Form(description="the dataset it will fine-tune on")],
+) -> PklImportOut:
+    """A published StyleGAN2-ADA .pkl as a snapshot to fine-tune from (nothing in it runs)."""
+    snap = imports.import_pkl(session, settings, file.file, file.filename or "", dataset_id, admin)
+    facts = jobs_svc.snapshot_out(snap, True)
+    c_dim = int(snap.job.options.get("c_dim") or 0)
+    return PklImportOut(snapshot=facts, resolution=snap.job.resolution, c_dim=c_dim)
 
 
 @router.get("/api/snapshots/{snapshot_id}/download")

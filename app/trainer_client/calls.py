@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -58,11 +59,9 @@ def user_words(stderr: str, fallback: str) -> str:
 
 
 def _refused(said: str) -> str:
-    """The refused global a restricted unpickler names (e.g. 'os.system'), if any."""
-    for token in said.replace("'", " ").replace('"', " ").split():
-        if "." in token and token.replace(".", "").replace("_", "").isalnum():
-            return token
-    return ""
+    """The refused global a restricted unpickler names (e.g. 'posix.system'), if any."""
+    m = re.search(r"refused global '?([\w.]+?)'?(?:[:\s,;(]|$)", said)
+    return m.group(1) if m else ""
 
 
 def run(argv: list[str], timeout: float, what: str, env_extra: dict | None = None) -> str:

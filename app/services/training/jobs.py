@@ -138,6 +138,11 @@ def resume_job(session: Session, job_id: int, user: User, kimg: float | None = N
     job = get_job(session, job_id)
     if job.state in ACTIVE:
         raise Conflict(f"job {job_id} is {job.state}; only a stopped job can be resumed")
+    if job.state == "imported":
+        raise Conflict(
+            f"job {job_id} is an imported checkpoint, not a run; start a new job that "
+            "fine-tunes from its snapshot"
+        )
     if job.state == "completed":
         raise Conflict(
             f"job {job_id} completed all {job.total_kimg:g} kimg; start a new job that "
