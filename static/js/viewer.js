@@ -14,6 +14,8 @@
   let index = D.index, dir = 1, overlay = D.overlay, pending = null, panelTimer = null;
   let win = { name: D.window.name, w: D.window.width, l: D.window.level };
   let view = { zoom: 1, x: 0, y: 0 }, lut = null, lutKey = "";
+  const V = { data: D, go: (n, quiet) => go(n, quiet), post: (e) => post(e), lastPost: null,
+              pageUrl: () => pageUrl(), toast: (m, k) => toast(m, k), win: () => win };
 
   // ---- slices: fetch, cache, prefetch -------------------------------------------------
   function getBytes(url) {
@@ -152,7 +154,7 @@
     if (panelSlice() === index) runPending(); else schedulePanel(true);
   }
   function post(entry) {
-    lastPost = entry;
+    V.lastPost = entry;
     const values = { decision: entry.decision, note: entry.note || "" };
     if (entry.label) values.label = entry.label;
     htmx.ajax("POST", `/volumes/${D.id}/slices/${entry.slice}/review`,
@@ -243,69 +245,6 @@
     go(N - 1 - Math.floor(((ev.clientY - r.top) / r.height) * N));
   }));
 
-  // ---- presets ----------------------------------------------------------------------------
-  function savePrefs(prefs) {
-    return fetch("/api/viewer/settings", {
-      method: "PUT", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
-      body: JSON.stringify(prefs),
-    }).then((r) => r.json().then((b) => { if (!r.ok) throw new Error(b.detail); D.prefs = b; return b; }));
-  }
-  $("preset-save").addEventListener("click", () => {
-    const name = prompt("Name of this preset (W " + Math.round(win.w) + " / L " + Math.round(win.l) + ")");
-    if (!name) return;
-    const presets = D.prefs.presets.filter((p) => p.name !== name)
-      .concat([{ name, width: Math.round(win.w), level: Math.round(win.l) }]);
-    savePrefs({ ...D.prefs, presets }).then(() => location.assign(pageUrl().replace(/window=[^&]*(&ww=[^&]*&wl=[^&]*)?/, "window=" + encodeURIComponent(name))), (e) => toast(e.message));
-  });
-  $("preset-default").addEventListener("click", () => {
-    const name = D.builtins.includes(win.name) || D.prefs.presets.some((p) => p.name === win.name) ? win.name : null;
-    if (!name) { toast("Save this window as a preset first."); return; }
-    savePrefs({ ...D.prefs, default_window: name }).then(() => toast(`The viewer now opens with ${name}.`, "ok"), (e) => toast(e.message));
-  });
-
-  // ---- a decision the server did not store (expired session) ------------------------------
-  const UNSTORED = "medsynth-unstored";
-  let lastPost = null;
-  function csrf() { const m = (document.body.getAttribute("hx-headers") || "").match(/"X-CSRF-Token":\s*"([^"]*)"/); return m ? m[1] : ""; }
-  function notStored(entry, afterLogin) {
-    const box = $("not-stored");
-    const what = `${entry.decision === "approved" ? "approve" : "reject"} of slice ${entry.slice + 1} (${entry.label || "label from mask"})`;
-    box.hidden = false;
-    if (!afterLogin) {
-      const login = "/login?next=" + encodeURIComponent(pageUrl());
-      box.innerHTML = `<b>NOT STORED.</b> Your session expired, so the ${what} did not reach the server. ` +
-        `<a class="button small" href="${login}">Log in again</a> — you come back to this slice and can store it.`;
-      return;
-    }
-    box.innerHTML = `<b>NOT STORED yet:</b> the ${what} was refused because your session had expired. ` +
-      `<button type="button" class="small" id="unstored-store">Store it now</button> <button type="button" class="secondary small" id="unstored-drop">Discard</button>`;
-    $("unstored-drop").onclick = () => { sessionStorage.removeItem(UNSTORED); box.hidden = true; };
-    $("unstored-store").onclick = () => {
-      sessionStorage.removeItem(UNSTORED);
-      box.hidden = true;
-      go(entry.slice, true);
-      post(entry);
-    };
-  }
-  document.body.addEventListener("htmx:configRequest", (ev) => {
-    if (ev.detail.elt.id !== "review-form") return;
-    const p = ev.detail.formData || ev.detail.parameters;
-    const get = (k) => (p.get ? p.get(k) : p[k]);
-    lastPost = { volume: D.id, slice: Number(ev.detail.elt.dataset.slice), decision: get("decision"), label: get("label"), note: get("note") };
-  });
-  document.body.addEventListener("htmx:beforeOnLoad", (ev) => {
-    const to = ev.detail.xhr.getResponseHeader("HX-Redirect");
-    if (!to || !to.startsWith("/login")) return;
-    ev.preventDefault(); // stay here: never lose sight of an unsaved decision
-    const path = (ev.detail.pathInfo && ev.detail.pathInfo.requestPath) || "";
-    if (/\/review$/.test(path) && lastPost) {
-      sessionStorage.setItem(UNSTORED, JSON.stringify(lastPost));
-      notStored(lastPost, false);
-    } else {
-      location.assign("/login?next=" + encodeURIComponent(pageUrl()));
-    }
-  });
   document.body.addEventListener("htmx:afterSettle", () => {
     const panel = $("review");
     if (!panel) return;
@@ -382,6 +321,6 @@
   hud();
   fetchSlice(index).then(() => { if (stage.dataset.shown !== String(index)) draw(); }, (e) => toast(e.message));
   prefetch();
-  const unstored = JSON.parse(sessionStorage.getItem(UNSTORED) || "null");
-  if (unstored && unstored.volume === D.id) notStored(unstored, true);
+  // for viewer-session.js (presets, decisions refused for an expired session)
+  window.medsynthViewer = V;
 })();

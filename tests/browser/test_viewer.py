@@ -126,3 +126,22 @@ def test_a_decision_after_the_session_expired_is_shown_as_not_stored(live_app, p
     )
     (stored,) = api.get(f"/api/volumes/{vid}/slices/7/reviews").json()
     assert stored["decision"] == "approved" and stored["user"] == "reader1"
+
+
+def test_own_preset_saved_and_made_the_default(live_app, page, demo):
+    vid, _ = demo
+    login(page, live_app, "reader1")
+    page.goto(f"{live_app.url}/volumes/{vid}?slice=4")
+    page.wait_for_function(SHOWN, arg=4)
+    page.keyboard.press("6")  # liver-pv, the portal-venous preset
+    assert page.locator("#hud-window").inner_text() == "W 200 · L 90"
+    page.fill("input[name=ww]", "250")
+    page.dispatch_event("input[name=ww]", "change")
+    page.once("dialog", lambda d: d.accept("my liver"))
+    page.click("#preset-save")
+    page.wait_for_url(re.compile(r"window=my"))
+    page.click("#preset-default")
+    page.wait_for_function("document.querySelector('#toasts').textContent.includes('opens with')")
+    page.goto(f"{live_app.url}/volumes/{vid}")
+    assert page.locator("input[name=window][value='my liver']").is_checked()
+    assert page.locator("#hud-window").inner_text() == "W 250 · L 90"
