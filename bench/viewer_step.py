@@ -4,7 +4,8 @@ Ingests a 512×512 phantom, serves the app, opens the viewer and measures, in th
 time from a key press (or wheel tick) until the new slice is on screen:
 - "step": press → shown, one at a time (20 arrow presses);
 - "cine": 20 presses 33 ms apart, as a held key repeats; time until the last is shown;
-- "wheel": 20 wheel ticks, one at a time.
+- "wheel": 20 wheel ticks, one at a time;
+- "wl_drag_redraw": a window/level drag step (20 pointer moves), redrawn in the page.
 A slice counts as shown when the stage says so (`data-shown`, the canvas viewer) or when the
 <img> for it has loaded (the old htmx viewer), so the same script measures before and after.
 Target: p95 step ≤ 30 ms.
@@ -68,6 +69,25 @@ MEASURE = """async ([kind, n0, steps, gap]) => {
 }""".replace("__SHOWN__", SHOWN)
 
 
+DRAG = """() => {
+  const c = document.querySelector('#slice-canvas');
+  if (!c || !document.querySelector('#stage').dataset.shown) return null; // the old viewer
+  const r = c.getBoundingClientRect(), x = r.left + r.width / 2, y = r.top + r.height / 2;
+  const ev = (type, dx) => new PointerEvent(type, {clientX: x + dx, clientY: y, pointerId: 1,
+    bubbles: true, button: 0});
+  c.dispatchEvent(ev('pointerdown', 0));
+  const times = [];
+  for (let i = 1; i <= 20; i++) {
+    const t0 = performance.now();
+    c.dispatchEvent(ev('pointermove', i * 5)); // the redraw happens in the handler
+    times.push(performance.now() - t0);
+  }
+  c.dispatchEvent(ev('pointerup', 100));
+  if (document.querySelector('#hud-window').textContent !== 'W 350 · L 30') return null;
+  return times;
+}"""
+
+
 def pct(values: list[float], q: int) -> float:
     return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 1)
 
@@ -97,6 +117,12 @@ def run(url: str, steps: int) -> dict:
             except Exception as exc:  # noqa: BLE001 - e.g. the old viewer has no wheel
                 out[kind] = None
                 print(f"{kind}: {exc}".splitlines()[0], file=sys.stderr)
+        page.goto(f"{url}/volumes/1?slice=2")
+        page.wait_for_timeout(600)
+        try:
+            out["drag"] = page.evaluate(DRAG)
+        except Exception:  # noqa: BLE001 - the old viewer cannot drag
+            out["drag"] = None
         browser.close()
     step, wheel, cine = out["step"], out["wheel"], out["cine"]
     return {
@@ -106,6 +132,7 @@ def run(url: str, steps: int) -> dict:
         "wheel_p50_ms": pct(wheel, 50) if wheel else None,
         "wheel_p95_ms": pct(wheel, 95) if wheel else None,
         "cine_lag_after_last_ms": round(cine[0], 1) if cine else None,
+        "wl_drag_redraw_p95_ms": pct(out["drag"], 95) if out.get("drag") else None,
     }
 
 

@@ -210,7 +210,7 @@
   canvas.addEventListener("pointerdown", (ev) => {
     drag = { x: ev.clientX, y: ev.clientY, w: win.w, l: win.l, vx: view.x, vy: view.y,
              pan: ev.shiftKey || ev.button === 1 };
-    canvas.setPointerCapture(ev.pointerId);
+    try { canvas.setPointerCapture(ev.pointerId); } catch (e) { /* a synthetic pointer */ }
     ev.preventDefault();
   });
   canvas.addEventListener("pointermove", (ev) => {
