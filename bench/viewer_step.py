@@ -107,7 +107,7 @@ def run(url: str, steps: int) -> dict:
         page.fill("input[name=username]", "bench")
         page.fill("input[name=password]", "timing-run-passphrase")
         page.click("button[type=submit]")
-        page.wait_for_url(lambda u: "/login" not in u)
+        page.wait_for_url(lambda u: "/login" not in u, wait_until="domcontentloaded")
         for kind, start in (("step", 2), ("wheel", 2 + steps + 1), ("cine", 2)):
             page.goto(f"{url}/volumes/1?slice={start}")
             page.wait_for_function(SHOWN, arg=start)

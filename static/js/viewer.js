@@ -219,7 +219,13 @@
     if (drag.pan) { view.x = drag.vx + dx; view.y = drag.vy + dy; transform(); }
     else setWindow(drag.w + dx * 2, drag.l + dy * 2); // as OHIF: right widens, down raises L
   });
-  canvas.addEventListener("pointerup", () => { if (drag && !drag.pan) schedulePanel(false); drag = null; });
+  canvas.addEventListener("pointerup", (ev) => {
+    const moved = drag && Math.abs(ev.clientX - drag.x) + Math.abs(ev.clientY - drag.y) > 3;
+    const at = !moved && pixelAt(ev);
+    if (at) { cross = { y: D.ny - 1 - at.row, x: D.nx - 1 - at.col }; planes(); } // a click
+    else if (drag && !drag.pan) schedulePanel(false);
+    drag = null;
+  });
   canvas.addEventListener("pointerleave", () => { if (!drag) $("hud-probe").textContent = ""; });
   stage.addEventListener("wheel", (ev) => {
     ev.preventDefault();
@@ -228,14 +234,15 @@
   }, { passive: false });
 
   // ---- coronal / sagittal reformats ----------------------------------------------------
-  let planeTimer = null;
+  let planeTimer = null, cross = { y: null, x: null }; // reformats pass through the last click
   function planes() {
     clearTimeout(planeTimer);
     planeTimer = setTimeout(() => {
       const w = `${Math.round(win.w)},${Math.round(win.l)}`;
       for (const [plane, size, mm] of [["coronal", D.nx, D.spacing[0]], ["sagittal", D.ny, D.spacing[1]]]) {
         const el = $("plane-" + plane);
-        el.src = `/api/volumes/${D.id}/reformat/${plane}.png?window=${w}`;
+        const at = plane === "coronal" ? cross.y : cross.x;
+        el.src = `/api/volumes/${D.id}/reformat/${plane}.png?window=${w}` + (at === null ? "" : `&at=${at}`);
         el.style.aspectRatio = `${size * mm} / ${N * D.spacing[2]}`;
       }
     }, 200);

@@ -82,6 +82,10 @@ def test_wheel_drag_window_and_probe(live_app, page, demo):
     shown = page.locator("#hud-probe").inner_text()
     assert shown.startswith(f"{probe['hu']} HU") and shown.endswith(") mm")
 
+    page.mouse.click(*_canvas_point(page, row, col))  # reformats through the clicked point
+    page.wait_for_function("document.querySelector('#plane-coronal').src.includes('&at=33')")
+    assert "&at=43" in page.locator("#plane-sagittal").get_attribute("src")  # x = 63 − 20
+
 
 def test_enter_in_the_note_does_not_approve(live_app, page, demo):
     vid, _ = demo
