@@ -191,7 +191,8 @@ def volume_out(volume: Volume, progress: dict | None = None) -> dict:
         "liver_slices": len(liver),
         "tumour_slices": sum(1 for s in liver if s.tumour_pixels > 0),
         "created_at": volume.created_at.isoformat() + "Z",
-        "source_format": volume.source_format or "nifti",  # issue 12: nifti | dicom | dicom-enhanced
+        # issue 12: nifti | dicom | dicom-enhanced
+        "source_format": volume.source_format or "nifti",
         "dicom": _dicom_out(volume),
     }
     if progress is not None:
