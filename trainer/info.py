@@ -201,3 +201,7 @@ def main(argv: list[str]) -> int:
         return 2
     print(json.dumps(out))
     return 0
+
+
+if __name__ == "__main__":  # `python -m trainer.info ...`: the same, without importing torch
+    sys.exit(main(sys.argv[1:]))

@@ -115,8 +115,11 @@ def import_pkl_argv(python: str, pkl: str, out: str, channels: int | None = 1) -
 
 
 def info_argv(python: str, *question: str) -> list[str]:
-    """`info defaults --res N ...`, `info snapshot FILE`, `info resume-options`."""
-    return [python, "-m", "trainer", "info", *question]
+    """`info defaults --res N ...`, `info snapshot FILE`, `info resume-options`.
+
+    Run as `python -m trainer.info`, the same command as `python -m trainer info` without the
+    training imports (torch): a form's defaults answer in a fraction of a second."""
+    return [python, "-m", "trainer.info", *question]
 
 
 def utility_argv(python: str, command: str, *args: str, **flags: Any) -> list[str]:

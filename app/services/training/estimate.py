@@ -18,8 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Job
-from app.services.training.job_options import JobOptionsInvalid, validate_job_options
-from app.trainer_client import calls, commands
+from app.services.training.job_options import (
+    JobOptionsInvalid,
+    trainer_defaults,
+    validate_job_options,
+)
 from app.trainer_client.processes import Devices
 
 CPU_MACS_PER_S = 35e9 * max(1, min(os.cpu_count() or 2, 64))  # 70 GMAC/s on 2 threads
@@ -31,7 +34,8 @@ START_S = 15.0  # imports, dataset decode, first sample grid
 def macs_per_image(opts: dict[str, Any]) -> float:
     """Training MACs per real image shown, for the job's network (counted by the trainer)."""
     net = {k: opts.get(k) for k in ("cbase", "cmax", "zdim")}
-    m = calls.defaults(commands.python_for(""), int(opts["resolution"]), 0, None, **net)
+    gpus, batch = int(opts.get("gpus") or 0), opts.get("batch")
+    m = trainer_defaults(int(opts["resolution"]), gpus, batch, **net)
     return 4.0 * m["macs_per_image"]["G"] + 9.0 * m["macs_per_image"]["D"]
 
 

@@ -39,17 +39,13 @@ def _python() -> str:
     return commands.python_for("")
 
 
-def trainer_defaults(res: int, gpus: int = 0, batch: int | None = None) -> dict[str, Any]:
-    """What the trainer would use for a fresh run at res² (`trainer info defaults`)."""
-    return calls.defaults(_python(), res, gpus, batch)
-
-
-def auto_batch(res: int, gpus: int = 1) -> int:
-    return int(trainer_defaults(res, gpus)["batch"])
-
-
-def default_gamma(res: int, batch: int) -> float:
-    return float(trainer_defaults(res, 0, batch)["gamma"])
+def trainer_defaults(
+    res: int, gpus: int = 0, batch: int | None = None, **net: int | None
+) -> dict[str, Any]:
+    """What the trainer would use for a fresh run at res² (`trainer info defaults`); `net`
+    (cbase, cmax, zdim) only changes the MAC count of the answer."""
+    return calls.defaults(_python(), res, gpus, batch, net.get("cbase"), net.get("cmax"),
+                          net.get("zdim"))  # fmt: skip
 
 
 def form_defaults(dataset: DatasetVersion | None, devices: Devices) -> dict[str, Any]:
@@ -193,10 +189,11 @@ def _complete(m: JobOptionsIn, res: int | None, gpus: int) -> dict[str, Any]:
         opts[key] = value if opts[key] is None else opts[key]
     opts.update(resolution=res, gpus=gpus)
     opts["kimg"] = DEFAULT_KIMG if m.kimg is None else m.kimg
-    if res is not None and opts["batch"] is None:
-        opts["batch"] = auto_batch(res, gpus)
-    if res is not None and opts["gamma"] is None:
-        opts["gamma"] = default_gamma(res, opts["batch"])
+    if res is not None:  # one question to the trainer: batch, γ and this network's size
+        net = {k: opts[k] for k in ("cbase", "cmax", "zdim")}
+        d = trainer_defaults(res, gpus, opts["batch"], **net)
+        opts["batch"] = d["batch"] if opts["batch"] is None else opts["batch"]
+        opts["gamma"] = d["gamma"] if opts["gamma"] is None else opts["gamma"]
     for key, default in (("aug", "ada"), ("target", DEFAULT_TARGET), ("snap", DEFAULT_SNAP),
                          ("seed", 0), ("metrics_every", 0), ("keep_snapshots", DEFAULT_KEEP),
                          ("preset", "auto")):  # fmt: skip
