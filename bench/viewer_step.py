@@ -25,7 +25,30 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from slice_render import prepare, serve  # noqa: E402
+from slice_render import serve  # noqa: E402
+
+USER, PASSWORD = "radiologist", "portal-venous-W200-L90"
+
+
+def prepare(data: Path, slices: int) -> None:
+    """Ingest one 512×512 phantom (with its mask) and create the reviewer who scrolls it."""
+    from app.db import make_engine, make_sessionmaker, session_scope
+    from app.migrate import upgrade
+    from app.phantom.volume import make_phantom, write_phantom
+    from app.services.accounts.users import create_user
+    from app.services.curation.ingest import ingest_file
+    from app.settings import load_settings
+
+    settings = load_settings({"MEDSYNTH_DATA": str(data), "MEDSYNTH_SECRET_KEY": "bench"})
+    settings.ensure_dirs()
+    upgrade(settings.database_url)
+    write_phantom(make_phantom(1, size=512, slices=slices), data / "v.nii.gz", data / "m.nii.gz")
+    engine = make_engine(settings.database_url)
+    with session_scope(make_sessionmaker(engine)) as s:
+        ingest_file(s, settings, data / "v.nii.gz", data / "m.nii.gz")
+        create_user(s, USER, "reviewer", PASSWORD)
+    engine.dispose()
+
 
 SHOWN = """(n) => {
   const s = document.querySelector('#stage');
@@ -104,8 +127,8 @@ def run(url: str, steps: int) -> dict:
         )
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(url + "/login")
-        page.fill("input[name=username]", "bench")
-        page.fill("input[name=password]", "timing-run-passphrase")
+        page.fill("input[name=username]", USER)
+        page.fill("input[name=password]", PASSWORD)
         page.click("button[type=submit]")
         page.wait_for_url(lambda u: "/login" not in u, wait_until="domcontentloaded")
         for kind, start in (("step", 2), ("wheel", 2 + steps + 1), ("cine", 2)):
