@@ -90,3 +90,17 @@ def test_the_api_documents_the_job_models(live_app, admin):
     assert r.status_code == 422 and "zdim" in r.json()["detail"]
     est = admin.post("/api/jobs/estimate", json={"dataset_id": ds, **TINY, "kimg": 1})
     assert est.status_code == 200 and est.json()["ok"] and est.json()["seconds"] > 0
+
+
+def test_the_estimate_learns_from_jobs_that_ran_here(db, settings):
+    from app.models import Job
+
+    ds = make_dataset(db, settings)
+    with session_scope(db) as session:
+        _, opts = validate_job_options(session, {"dataset_id": ds, **TINY}, Devices())
+        before = estimate.sec_per_kimg(session, opts)
+        session.add(Job(dataset_id=ds, state="completed", options=opts, run_dir="/x",
+                        resolution=16, total_kimg=1, device="cpu",
+                        sec_per_kimg=3 * before))  # fmt: skip
+        session.commit()
+        assert estimate.sec_per_kimg(session, opts) == pytest.approx(3 * before)

@@ -3,9 +3,10 @@
 
 The cost of one training image is about 4 generator and 9 discriminator passes' worth of
 MACs (G main, D on real and fake, their backward passes, the lazy R1 and path-length terms).
-The throughput is the median of what finished jobs on the same kind of device achieved;
-without one, a calibration from the speed bench on 2 CPU threads (70 GMAC/s: 890 s/kimg at
-32², 1770 s/kimg at 64² with the auto network) or a conservative GPU figure.
+The default figures: 70 GMAC/s on 2 CPU threads (the speed bench: 890 s/kimg at 32², 1770
+s/kimg at 64² with the auto network; the CPU preset at 16² measured 33-38 s/kimg against 39
+estimated) plus a fixed cost per minibatch, or a conservative GPU figure. They are scaled by
+the median measured/predicted ratio of recent jobs on the same kind of device.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from app.services.training.job_options import (
     trainer_defaults,
     validate_job_options,
 )
+from app.trainer_client import calls
 from app.trainer_client.processes import Devices
 
 CPU_MACS_PER_S = 35e9 * max(1, min(os.cpu_count() or 2, 64))  # 70 GMAC/s on 2 threads
 GPU_MACS_PER_S = 30e12
-STEP_OVERHEAD_S = {"cpu": 0.2, "cuda": 0.03}  # Python and kernel launches per minibatch
+STEP_OVERHEAD_S = {"cpu": 0.25, "cuda": 0.03}  # Python and kernel launches per minibatch
 START_S = 15.0  # imports, dataset decode, first sample grid
 
 
@@ -39,31 +41,36 @@ def macs_per_image(opts: dict[str, Any]) -> float:
     return 4.0 * m["macs_per_image"]["G"] + 9.0 * m["macs_per_image"]["D"]
 
 
-def _measured(session: Session, kind: str) -> float | None:
-    """MACs per second finished jobs on this kind of device reached (median), or None."""
+def _base_sec_per_kimg(opts: dict[str, Any]) -> float:
+    """Seconds per kimg from the network's MACs and the default device figures."""
+    kind = "cuda" if opts.get("gpus") else "cpu"
+    rate = (GPU_MACS_PER_S if kind == "cuda" else CPU_MACS_PER_S) * max(
+        int(opts.get("gpus") or 1), 1
+    )
+    steps = 1000 / max(int(opts["batch"]), 1)
+    return 1000 * macs_per_image(opts) / rate + steps * STEP_OVERHEAD_S[kind]
+
+
+def _measured_ratio(session: Session, kind: str) -> float:
+    """How much slower (or faster) than the default figures recent jobs on this kind of device
+    really ran: the median of measured / predicted (1 without any)."""
     jobs = session.scalars(
         select(Job).where(Job.sec_per_kimg.is_not(None)).order_by(Job.id.desc()).limit(20)
     )
-    rates = []
+    ratios = []
     for job in jobs:
         if (job.device or "cpu").startswith("cuda") != (kind == "cuda") or not job.options:
             continue
         try:
-            steps = 1000 / max(int(job.options.get("batch") or 1), 1)
-            busy = job.sec_per_kimg - steps * STEP_OVERHEAD_S[kind]
-            if busy > 0:
-                rates.append(1000 * macs_per_image(job.options) / busy)
-        except (KeyError, TypeError, ValueError):
+            ratios.append(job.sec_per_kimg / _base_sec_per_kimg(job.options))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError, calls.TrainerCallFailed):
             continue
-    return statistics.median(rates) if rates else None
+    return statistics.median(ratios) if ratios else 1.0
 
 
 def sec_per_kimg(session: Session, opts: dict[str, Any]) -> float:
     kind = "cuda" if opts.get("gpus") else "cpu"
-    rate = _measured(session, kind) or (GPU_MACS_PER_S if kind == "cuda" else CPU_MACS_PER_S)
-    rate *= max(int(opts.get("gpus") or 1), 1)
-    steps = 1000 / max(int(opts["batch"]), 1)
-    return 1000 * macs_per_image(opts) / rate + steps * STEP_OVERHEAD_S[kind]
+    return _base_sec_per_kimg(opts) * _measured_ratio(session, kind)
 
 
 def seconds(session: Session, opts: dict[str, Any]) -> float:
