@@ -1,0 +1,45 @@
+"""The new-study form in the browser: choosing another snapshot re-fills the form (its own
+dataset, its held-out version, counts it can give, classes for a conditional one), and a
+study on the conditional snapshot is created without touching any other field."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from app.db import session_scope
+from app.models import Study
+from tests.app.study_setup import (  # noqa: F401  (the fixtures provide tiny runs)
+    add_world,
+    tiny_cond_run_fixture,
+    tiny_run_fixture,
+)
+from tests.browser.conftest import login
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_the_form_follows_the_snapshot_and_creates_a_mixed_study(
+    live_app, page, tiny_run, tiny_cond_run
+):
+    cond = add_world(live_app.sessions, live_app.settings.data_dir / "b", tiny_cond_run,
+                     other_patients=True, cond=True)  # fmt: skip
+    plain = add_world(live_app.sessions, live_app.settings.data_dir / "a", tiny_run)
+    login(page, live_app, "admin")
+    page.goto(live_app.url + "/studies")
+    expect(page.locator("#st-snapshot")).to_have_value(str(plain.snapshot_id))  # the newest
+    expect(page.locator("#st-dataset")).to_have_value(str(plain.dataset_id))
+    expect(page.locator("#st-label")).to_contain_text("unconditional")
+    page.select_option("#st-snapshot", str(cond.snapshot_id))  # htmx re-fills the form
+    expect(page.locator("#st-dataset")).to_have_value(str(cond.dataset_id))
+    expect(page.locator("#st-holdout")).to_have_value(str(cond.holdout_id))
+    expect(page.locator("#st-label")).to_have_value("mix")
+    expect(page.locator("#st-real")).to_have_value("16")
+    page.get_by_label("reader1").check()
+    page.get_by_role("button", name="Create study").click()
+    expect(page.locator("table.studies")).to_contain_text("reader1 0/32")
+    with session_scope(live_app.sessions) as session:
+        study = session.scalar(select(Study))
+        assert study.snapshot_id == cond.snapshot_id and study.reals_held_out
+        assert study.class_mix == {"0": {"real": 8, "fake": 8}, "1": {"real": 8, "fake": 8}}
