@@ -21,9 +21,9 @@ from app.schemas.studies import (
     StudyIn,
     StudyOut,
 )
+from app.services.studies import blinding, reading
 from app.services.studies import form as study_form
 from app.services.studies import manage as svc
-from app.services.studies import reading
 from app.services.studies import results as study_results
 from app.templating import is_htmx, render
 
@@ -134,6 +134,7 @@ def _form_context(session, snapshot_id: int | None = None, real_id: int | None =
 
 def _list_page(request: Request, session, user: User, status: int = 200, **ctx) -> Response:
     ctx = {"studies": svc.list_studies(session, user), "nav": "studies", **ctx}
+    ctx.setdefault("reading", bool(blinding.unfinished(session, user)))
     if user.is_admin:
         form_ctx = _form_context(session, ctx.get("form", {}).get("snapshot_id"))
         ctx = {**form_ctx, **ctx}

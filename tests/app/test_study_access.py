@@ -151,6 +151,8 @@ def test_a_reader_mid_study_gets_403_on_every_source_image_route(live_app, admin
         assert r1.get(f"/api/volumes/{w['C']}/slices/0.png").status_code == 200  # unrelated
         assert r1.get(f"/api/datasets/{w['train']}").status_code == 200  # facts, no pixels
         assert _get(r2, *urls[0]).status_code == 200  # not a reader of this study
+        assert "hidden from you" in r1.get("/studies").text  # the reader's own page says so
+        assert "hidden from you" not in r2.get("/studies").text
         answer_all(r1, study["id"])
         after = {u: _get(r1, m, u).status_code for m, u in urls}
     assert 403 not in after.values(), after  # shown again once the reader has finished
