@@ -69,8 +69,11 @@ def plan(args: argparse.Namespace) -> dict:
         note = "pixel NCC only: the Inception weights are missing" if (
             m == "memorization" and ncc_only) else None  # fmt: skip
         info[m] = {"runnable": m not in skipped, "reason": skipped.get(m), "note": note}
+    from trainer.metrics.weights import checkpoint_dir
+
     return {
         "device": dev.type, "cuda_available": torch.cuda.is_available(),
+        "weights_folder": checkpoint_dir(),
         "resolution": G.img_resolution, "n_real": n_real, "batch": batch,
         "metrics": info, "rates": rates, "stage_users": STAGE_USERS,
         "budget_s": args.budget_s, "suggested_num": max(fitting) if fitting else min(LADDER),

@@ -116,6 +116,19 @@ def _ask(settings: Settings, snapshot: str, data: str) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
+def _folder_mtime(plan: dict[str, Any]) -> int | None:
+    try:
+        return Path(plan.get("weights_folder") or "").stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _weights_changed(cached: tuple[float, dict]) -> bool:
+    """Weight files copied in (or removed) since the plan: ask again at once."""
+    plan = cached[1]
+    return plan.get("weights_folder") is not None and _folder_mtime(plan) != plan.get("_mtime")
+
+
 def plan_for(session: Session, settings: Settings, snap: Snapshot, data: Path) -> MetricPlan:
     """The plan for `snap` against `data`, measured at most every PLAN_TTL_S seconds."""
     try:
@@ -125,11 +138,13 @@ def plan_for(session: Session, settings: Settings, snap: Snapshot, data: Path) -
     key = (snap.path, stat.st_mtime_ns, str(data), settings.metrics_extractor_module,
            settings.metrics_feature_extractor)  # fmt: skip
     cached = _plans.get(key)
-    if cached is None or time.monotonic() - cached[0] > PLAN_TTL_S:
+    if cached is None or time.monotonic() - cached[0] > PLAN_TTL_S or _weights_changed(cached):
         try:
-            cached = (time.monotonic(), _ask(settings, snap.path, str(data)))
+            asked = _ask(settings, snap.path, str(data))
         except (calls.TrainerCallFailed, ValueError, IndexError) as exc:
             return MetricPlan(None, f"could not measure this machine: {exc}")
+        asked["_mtime"] = _folder_mtime(asked)
+        cached = (time.monotonic(), asked)
         _plans[key] = cached
     plan = cached[1]
     factor, n = calibration(session, plan.get("device", "cpu"))
