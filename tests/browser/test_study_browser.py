@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_reader_completes_a_study_with_the_keyboard_and_admin_sees_results(
-    live_app, admin, tiny_run, browser, page
+    live_app, admin, tiny_run, browser, page, tmp_path
 ):
     add_world(live_app.sessions, live_app.settings.data_dir / "fx", tiny_run)
     login(page, live_app, "admin")  # the admin creates the study with the form
@@ -77,3 +77,7 @@ def test_reader_completes_a_study_with_the_keyboard_and_admin_sees_results(
     expect(page.locator("table.study-trials tbody tr")).to_have_count(6)
     expect(page.locator("#metrics")).to_contain_text("not computed yet")
     expect(page.get_by_role("link", name="Download every answer (CSV)")).to_be_visible()
+    expect(page.locator("svg.roc")).to_be_visible()
+    cell = page.locator("table.study-calls td.usable-cell").first  # never clipped
+    assert cell.evaluate("td => td.scrollWidth <= td.clientWidth")
+    page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
