@@ -113,3 +113,15 @@ def disk_usage(run_dir: str) -> int:
             except OSError:
                 continue
     return total
+
+
+def last_error_line(run_dir: str) -> str:
+    """The most telling line of a failed trainer's output: its last 'Error' line, else the
+    last line (worker.log, else log.txt)."""
+    folder = Path(run_dir)
+    text = tail(folder / "worker.log", lines=60) or tail(folder / "log.txt", lines=60)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "Error" in ln or "error:" in ln:
+            return ln[:500]
+    return lines[-1][:500] if lines else ""

@@ -187,7 +187,7 @@ class JobMonitor:
             )
         else:
             state = "failed"
-            last = _last_error_line(Path(job.run_dir))
+            last = rundir.last_error_line(job.run_dir)
             error = f"{processes.describe_exit(code)}" + (f": {last}" if last else "")
         session.execute(
             update(Job)
@@ -308,15 +308,3 @@ class JobMonitor:
         if job.state == "cancelling":  # cancelled while we were spawning
             processes.request_stop(proc.pid)
         log.info("job %s started: pid %s on %s (resume: %s)", job.id, proc.pid, device, resume)
-
-
-def _last_error_line(run_dir: Path) -> str:
-    """The most telling line of the trainer's output: its last 'Error' line, else the last."""
-    text = rundir.tail(run_dir / "worker.log", lines=60) or rundir.tail(
-        run_dir / "log.txt", lines=60
-    )
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if "Error" in ln or "error:" in ln:
-            return ln[:500]
-    return lines[-1][:500] if lines else ""
