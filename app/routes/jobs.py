@@ -12,7 +12,14 @@ from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from app.errors import InvalidInput, NotFound
 from app.models import User
 from app.presentation import charts, metric_views
-from app.schemas.jobs import JobOptionsIn, JobOut, ResumeIn
+from app.schemas.jobs import (
+    EstimateOut,
+    JobOptionsIn,
+    JobOut,
+    ResumeIn,
+    RetentionIn,
+    RetentionOut,
+)
 from app.services.studies.blinding import guard as blind
 from app.services.training import estimate, imports, pages, retention
 from app.services.training import jobs as svc
@@ -67,7 +74,7 @@ def api_create(
     return svc.job_out(job, admin=True)
 
 
-@router.post("/api/jobs/estimate")
+@router.post("/api/jobs/estimate", response_model=EstimateOut, openapi_extra=_OPTIONS_BODY)
 def api_estimate(
     request: Request, session: SessionDep, admin: AdminUser, body: dict[str, Any] = Body(...)
 ) -> dict[str, Any]:
@@ -100,15 +107,14 @@ def api_resume(
     return svc.job_out(job, True)
 
 
-@router.put("/api/jobs/{job_id}/retention")
+@router.put("/api/jobs/{job_id}/retention", response_model=RetentionOut)
 def api_retention(
-    session: SessionDep, admin: AdminUser, job_id: int, body: dict[str, Any] = Body(...)
-) -> dict[str, Any]:
-    """{"keep_snapshots": N, "keep_best_fid": true}: applied now; says how many went."""
+    session: SessionDep, admin: AdminUser, job_id: int, body: RetentionIn
+) -> RetentionOut:
+    """Applied now: the snapshots it lets go are deleted; says how many and the disk left."""
     job = svc.get_job(session, job_id)
-    keep, best = body.get("keep_snapshots"), body.get("keep_best_fid", True)
-    deleted = pages.change_retention(session, job, keep, best)
-    return {"deleted": deleted, "disk_bytes": retention.disk_bytes(job)}
+    deleted = retention.set_retention(session, job, body.keep_snapshots, body.keep_best_fid)
+    return RetentionOut(deleted=deleted, disk_bytes=retention.disk_bytes(job))
 
 
 @router.get("/api/jobs/{job_id}/stats")

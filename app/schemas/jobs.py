@@ -176,3 +176,31 @@ class JobOut(BaseModel):
     stats: dict[str, Any] | None = None
     log_tail: str | None = None
     worker_log_tail: str | None = None
+
+
+class RetentionIn(BaseModel):
+    """How many of a job's newest snapshots to keep, and whether the best by FID stays too."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_snapshots: int = Field(
+        ge=BOUNDS["keep_snapshots"][0], le=BOUNDS["keep_snapshots"][1], description="newest N"
+    )
+    keep_best_fid: bool = True
+
+
+class RetentionOut(BaseModel):
+    deleted: int
+    disk_bytes: int
+
+
+class EstimateOut(BaseModel):
+    """The up-front duration of the chosen settings on this machine (ok: false with the form's
+    errors when the settings are not valid)."""
+
+    ok: bool
+    seconds: float | None = None
+    sec_per_kimg: float | None = None
+    first_progress_s: float | None = None
+    device: str | None = None
+    errors: dict[str, str] | None = None

@@ -147,3 +147,22 @@ def test_reviewers_see_no_server_paths(live_app, admin, reader):
     assert full["run_dir"] == str(run) and full["options"]["data"] == "/srv/data/d.zip"
     assert "python -m trainer" in full["worker_log_tail"]
     assert str(run) in admin.get(f"/jobs/{job_id}").text
+
+
+def test_retention_through_the_api(live_app, admin, reader):
+    ds = make_dataset(live_app.sessions, live_app.settings)
+    job_id, run = _job_with_snapshots(live_app.sessions, live_app.settings, ds, 4)
+    with session_scope(live_app.sessions) as session:
+        job = session.get(Job, job_id)
+        job.state = "completed"
+        JobMonitor(live_app.settings, live_app.sessions, devices=Devices())._import_progress(
+            session, job
+        )
+    url = f"/api/jobs/{job_id}/retention"
+    assert reader.put(url, json={"keep_snapshots": 1}).status_code == 403
+    assert admin.put(url, json={"keep_snapshots": 0}).status_code == 422
+    r = admin.put(url, json={"keep_snapshots": 1, "keep_best_fid": False})
+    assert r.status_code == 200 and r.json()["deleted"] == 3, r.text
+    assert r.json()["disk_bytes"] > 0 and len(list(run.glob("snapshot-*.pt"))) == 1
+    page = admin.get(f"/jobs/{job_id}").text
+    assert "Kept because" in page and "newest" in page and "on disk" in page
