@@ -35,8 +35,6 @@ def _class(value: str | None) -> int | None:
         raise InvalidInput(f"class: {value!r} is not a class number") from exc
 
 
-
-
 def _zip_response(gen: svc.Generated, snap) -> FileResponse:
     path = svc.zip_generated(gen, snap)
     return FileResponse(

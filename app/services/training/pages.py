@@ -16,8 +16,11 @@ from app.trainer_client import rundir
 def list_rows(all_jobs: list[Job]) -> dict[int, dict[str, Any]]:
     """Per job id: the progress fraction, ETA and estimate the table shows."""
     return {
-        j.id: {"progress": jobs.progress(j), "eta": jobs.eta_seconds(j),
-               "estimate": (j.options or {}).get("estimate_s")}  # fmt: skip
+        j.id: {
+            "progress": jobs.progress(j),
+            "eta": jobs.eta_seconds(j),
+            "estimate": (j.options or {}).get("estimate_s"),
+        }  # fmt: skip
         for j in all_jobs
     }
 
