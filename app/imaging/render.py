@@ -69,6 +69,11 @@ def slice_png(hu: np.ndarray, window: Window, labels: np.ndarray | None = None) 
     fast as grayscale, where RGB would triple the bytes to compress.
     """
     gray = to_uint8(hu, window)
+    return gray_png(gray, labels)
+
+
+def gray_png(gray: np.ndarray, labels: np.ndarray | None = None) -> bytes:
+    """An 8-bit gray image as PNG, with liver and tumour outlines from `labels` when given."""
     if labels is None:
         return png_bytes(gray)
     indexed = _TO_253[gray]

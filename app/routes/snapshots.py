@@ -170,5 +170,9 @@ def snapshot_generate(
 
 
 @router.get("/snapshots/generated/{token}/{name}", dependencies=[blind("generated")])
-def generated_image(settings: SettingsDep, user: CurrentUser, token: str, name: str) -> Response:
+def generated_image(
+    settings: SettingsDep, user: CurrentUser, token: str, name: str, overlay: str = ""
+) -> Response:
+    if overlay == "mask":
+        return Response(svc.outlined_image(settings, token, name), media_type="image/png")
     return FileResponse(svc.generated_file(settings, token, name), media_type="image/png")

@@ -91,3 +91,30 @@ def test_nifti_has_the_datasets_spacing_and_says_synthetic(live_app, admin, cond
     img = nib.Nifti1Image.from_bytes(gzip.decompress(zf.read(name)))
     assert img.header.get_zooms()[:2] == pytest.approx((0.8, 0.7))  # x = column, y = row
     assert b"SYNTHETIC" in bytes(img.header["descrip"])
+
+
+def test_generated_label_maps_are_outlines_on_their_images_not_extra_images(settings):
+    """A masked generator writes seedN.png + seedN.mask.png: the page lists one image per seed
+    and draws the label map as liver (palette 254) and tumour (255) outlines on it."""
+    import numpy as np
+    from PIL import Image
+
+    token = "gen-" + "a" * 20
+    folder = settings.tmp_dir / token
+    folder.mkdir(parents=True)
+    gray = np.full((16, 16), 100, np.uint8)
+    labels = np.zeros((16, 16), np.uint8)
+    labels[3:12, 3:12] = 1
+    labels[6:9, 6:9] = 2
+    Image.fromarray(gray).save(folder / "seed0000.png")
+    Image.fromarray(labels).save(folder / "seed0000.mask.png")
+    Image.fromarray(gray).save(folder / "seed0001.png")
+    gen = svc.Generated(token, folder, sorted(folder.iterdir()))
+    assert [f.name for f in gen.images] == ["seed0000.png", "seed0001.png"]
+    assert gen.has_mask(gen.images[0]) and not gen.has_mask(gen.images[1])
+    with Image.open(io.BytesIO(svc.outlined_image(settings, token, "seed0000.png"))) as img:
+        idx = np.asarray(img)
+    assert img.mode == "P"
+    assert idx[3, 5] == 254 and idx[6, 7] == 255 and idx[7, 7] != 255  # outlines, not fills
+    with pytest.raises(Exception, match="no label map"):
+        svc.outlined_image(settings, token, "seed0001.png")

@@ -14,9 +14,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, NotFound
+from app.imaging.render import gray_png
 from app.models import Snapshot
 from app.settings import Settings
 from app.trainer_client import calls, commands
@@ -34,6 +37,14 @@ class Generated:
     folder: Path
     files: list[Path]
     tumour_share: float | None = None  # set when a conditional snapshot used the data's mix
+
+    @property
+    def images(self) -> list[Path]:
+        """The generated images themselves, without their label maps (seedNNNN.mask.*)."""
+        return [f for f in self.files if ".mask." not in f.name]
+
+    def has_mask(self, image: Path) -> bool:
+        return image.with_name(image.name.replace(".png", ".mask.png")).is_file()
 
 
 def get_snapshot(session: Session, snapshot_id: int) -> Snapshot:
@@ -155,6 +166,19 @@ def generated_file(settings: Settings, token: str, name: str) -> Path:
     if not path.is_file():
         raise NotFound("this generated image has expired; generate again")
     return path
+
+
+def outlined_image(settings: Settings, token: str, name: str) -> bytes:
+    """A generated 8-bit PNG with the outlines of the label map generated with it."""
+    path = generated_file(settings, token, name)
+    mask = path.with_name(name.replace(".png", ".mask.png"))
+    if ".mask." in name or not mask.is_file():
+        raise NotFound("this generated image has no label map")
+    with Image.open(path) as img, Image.open(mask) as lab:
+        gray, labels = np.asarray(img.convert("L")), np.asarray(lab)
+    if gray.shape != labels.shape:
+        raise InvalidInput("the label map does not match its image")
+    return gray_png(np.ascontiguousarray(gray), labels)
 
 
 def zip_generated(gen: Generated, snap: Snapshot) -> Path:
