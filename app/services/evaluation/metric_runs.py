@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session, selectinload
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import ACTIVE_METRIC_STATES, AuditEvent, MetricRun, Snapshot, User, utcnow
 from app.services.evaluation.metric_plan import MetricPlan, plan_for  # noqa: F401 (routes)
-from app.services.training import job_runner
 from app.services.training.snapshots import get_snapshot
 from app.settings import Settings
+from app.trainer_client import processes
 
 ALL_METRICS = ("fid", "kid", "pr", "ppl", "memorization", "c2st")  # the CLI's canonical order
 ALIASES = {"memorisation": "memorization", "precision_recall": "pr", "prc": "pr"}
@@ -237,8 +237,8 @@ def cancel_run(session: Session, run_id: int, user: User) -> MetricRun:
             return cancel_run(session, run_id, user)
         run = get_run(session, run_id)
         # pid is None only while the monitor is spawning; it signals right after.
-        if run.pid and job_runner.is_our_trainer(run.pid, run.run_dir):
-            job_runner.signal_group(run.pid, signal.SIGTERM)
+        if run.pid and processes.is_ours(run.pid, run.run_dir):
+            processes.signal_group(run.pid, signal.SIGTERM)
     elif run.state == "cancelled":
         return run
     else:
