@@ -9,6 +9,7 @@ from pathlib import Path
 
 from app.db import session_scope
 from app.models import DatasetVersion, Job, Snapshot, User, UtilityRun
+from app.services import background_runs
 from app.services.accounts.users import create_user
 from app.services.utility import runs
 from app.services.utility.monitor import INTERRUPTED, UtilityRunFollower
@@ -60,8 +61,10 @@ def test_a_gone_process_is_closed_from_what_it_left(db, settings, tmp_path):
     done, lost = tmp_path / "done", tmp_path / "lost"
     for d in (done, lost):
         d.mkdir()
-    (done / runs.RESULT_FILE).write_text(json.dumps({"task": "segmentation", "results": []}))
-    (done / runs.PROGRESS_FILE).write_text('{"message": "estimate: about 1 min"}\n')
+    (done / background_runs.RESULT_FILE).write_text(
+        json.dumps({"task": "segmentation", "results": []})
+    )
+    (done / background_runs.PROGRESS_FILE).write_text('{"message": "estimate: about 1 min"}\n')
     with session_scope(db) as s:
         ids = _run(s, done), _run(s, lost)
     with session_scope(db) as s:

@@ -40,8 +40,6 @@ ADVANCED: dict[str, tuple[type, float, float]] = {
     "ppl_num": (int, 2, MAX_NUM),
 }
 IGNORED = ("csrf_token",)
-RESULT_FILE = "result.json"
-PROGRESS_FILE = "progress.log"  # the CLI's stderr: JSON progress lines, then any error text
 
 
 def _metrics(value: Any) -> list[str]:

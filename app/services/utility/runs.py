@@ -32,8 +32,6 @@ TASKS = ("segmentation", "classification")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULTS = {"arms": "real,real+aug,real+syn:1,real+syn:4,syn", "fractions": "0.25,0.5,1",
             "seeds": 3, "steps": 300, "device": "auto"}  # fmt: skip
-RESULT_FILE = "result.json"
-PROGRESS_FILE = "progress.log"  # the CLI's stderr: JSON progress lines, then any error text
 _ARM = re.compile(r"^(real|real\+aug|real\+syn:\d+(\.\d+)?|syn(:\d+(\.\d+)?)?)$")
 IGNORED = ("csrf_token",)
 

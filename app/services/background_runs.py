@@ -1,0 +1,195 @@
+"""One follower for the app's background CLI runs (metric runs, utility runs), driven from the
+job monitor's thread like training jobs.
+
+Each tick: import new progress lines, reap finished processes and record their outcome, and
+start queued runs while fewer than `max_running()` run (at a lower CPU priority, so a training
+job on the same machine keeps its pace). A run whose process is gone after an app restart is
+closed: completed if it wrote its result, otherwise failed ("interrupted").
+
+A run row has: id, state, pid, run_dir, progress, result, error, exit_code, started_at,
+finished_at, cancel_requested_at. A kind of run says only how to build its command line, how
+many may run, and how its result and failures read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.models import utcnow
+from app.settings import Settings
+from app.trainer_client import commands, processes, rundir
+
+log = logging.getLogger(__name__)
+RESULT_FILE = "result.json"
+PROGRESS_FILE = "progress.log"  # the CLI's stderr: JSON progress lines, then any error text
+EXIT_CANCELLED = 4  # what the trainer's metrics and utility commands exit with on SIGTERM
+
+
+def spawn(argv: list[str], run_dir: Path) -> subprocess.Popen:
+    """Start the CLI in its own session; stdout discarded, stderr is the progress file."""
+    return processes.spawn(argv, run_dir, log_name=None, stderr_name=PROGRESS_FILE)
+
+
+def merge_progress(progress: dict[str, Any] | None, rows: list[dict]) -> dict[str, Any]:
+    """The CLI's JSON lines folded into one dict: the latest stage counts, message, estimate."""
+    out = dict(progress or {})
+    for row in rows:
+        if "stage" in row:
+            out.update({k: row.get(k) for k in ("stage", "done", "total", "elapsed_s", "eta_s")})
+        message = row.get("message")
+        if isinstance(message, str):
+            out["estimate" if message.startswith("estimate") else "message"] = message
+    return out
+
+
+def cli_error(run_dir: Path, last_lines: int = 5) -> str:
+    """What the CLI said when it failed: from its last 'error:' line to the end, verbatim
+    (for the metrics' exit 3: which weight file to put in which folder); without such a line,
+    its last `last_lines` lines of text."""
+    text = rundir.tail(run_dir / PROGRESS_FILE, lines=120)
+    lines = [ln for ln in text.splitlines() if not ln.startswith("{")]
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("error: ")]
+    if not starts:
+        return "\n".join(lines[-last_lines:]).strip() if last_lines else ""
+    found = lines[starts[-1] :]
+    found[0] = found[0].removeprefix("error: ")
+    return "\n".join(found).strip()
+
+
+def read_json_result(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class RunFollower:
+    """Starts and follows the runs of one table; the job monitor calls `tick` once per pass."""
+
+    model: Any  # the ORM class of the runs
+    name = "runs"
+    what = "run"  # for messages: "could not start the {what}"
+    cancel_grace_s = 120  # SIGKILL this long after SIGTERM
+    interrupted = "interrupted: the process is gone and it wrote no result; start it again"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.python = commands.python_for(settings.python_executable)
+        self._procs = processes.ProcessFollower()  # by run id
+        self._offsets: dict[int, int] = {}  # run id -> bytes of the progress file read
+
+    # What a kind of run says about itself.
+    def argv(self, run: Any) -> list[str]:
+        raise NotImplementedError
+
+    def max_running(self) -> int:
+        return 1
+
+    def read_result(self, folder: Path) -> dict | None:
+        return read_json_result(folder)
+
+    def failure(self, run: Any, code: int, folder: Path) -> str:
+        said = cli_error(folder)
+        return processes.describe_exit(code) + (f": {said}" if said else "")
+
+    # The one mechanism.
+    def tick(self, session: Session, start: bool = True) -> None:
+        q = select(self.model).where(self.model.state == "running")
+        for run in session.scalars(q).all():
+            self._follow(session, run)
+        if start:
+            self._start_queued(session)
+
+    def _follow(self, session: Session, run: Any) -> None:
+        self._import_progress(run)
+        exited, code = self._procs.check(run.id, run.pid, run.run_dir)
+        if not exited:
+            self._escalate_cancel(run)
+            session.commit()
+            return
+        self._import_progress(run)  # what it wrote while exiting
+        self._finish(session, run, code)
+
+    def _import_progress(self, run: Any) -> None:
+        path = Path(run.run_dir) / PROGRESS_FILE
+        rows, self._offsets[run.id] = rundir.read_new_stats(path, self._offsets.get(run.id, 0))
+        if rows:
+            run.progress = merge_progress(run.progress, rows)
+
+    def _escalate_cancel(self, run: Any) -> None:
+        asked = run.cancel_requested_at
+        if asked and run.pid and (utcnow() - asked).total_seconds() > self.cancel_grace_s:
+            log.warning("%s %s ignored SIGTERM for %ss: SIGKILL", self.what, run.id,
+                        self.cancel_grace_s)  # fmt: skip
+            processes.signal_group(run.pid, signal.SIGKILL)
+
+    def _outcome(self, run: Any, code: int | None) -> dict[str, Any]:
+        """The row's final values from the exit code, the result file and the CLI's stderr."""
+        folder = Path(run.run_dir)
+        result = self.read_result(folder) if code in (0, None) else None
+        if result is not None:
+            return {"state": "completed", "result": result, "error": None}
+        killed = (None, EXIT_CANCELLED, -signal.SIGTERM, -signal.SIGKILL)
+        if run.cancel_requested_at is not None and code in killed:
+            return {"state": "cancelled", "error": None}
+        if code is None:  # exited while no app followed it: its own words, if it left any
+            return {"state": "failed", "error": cli_error(folder, last_lines=0) or self.interrupted}
+        if code == 0:
+            return {"state": "failed", "error": f"the {self.what} finished without {RESULT_FILE}"}
+        return {"state": "failed", "error": self.failure(run, code, folder)}
+
+    def _finish(self, session: Session, run: Any, code: int | None) -> None:
+        values = self._outcome(run, code)
+        session.execute(
+            update(self.model)
+            .where(self.model.id == run.id, self.model.state == "running")
+            .values(exit_code=code, finished_at=utcnow(), progress=run.progress, **values)
+        )
+        session.commit()
+        self._procs.forget(run.id)
+        self._offsets.pop(run.id, None)
+        log.info("%s %s %s (%s)", self.what, run.id, values["state"], processes.describe_exit(code))
+
+    def _start_queued(self, session: Session) -> None:
+        running = session.scalar(select(func.count()).where(self.model.state == "running")) or 0
+        free = self.max_running() - running
+        if free <= 0:
+            return
+        q = select(self.model).where(self.model.state == "queued").order_by(self.model.id)
+        for run in session.scalars(q.limit(free)).all():
+            self._launch(session, run)
+
+    def _set(self, session: Session, run_id: int, **values: Any) -> None:
+        session.execute(update(self.model).where(self.model.id == run_id).values(**values))
+        session.commit()
+
+    def _launch(self, session: Session, run: Any) -> None:
+        claimed = session.execute(
+            update(self.model)
+            .where(self.model.id == run.id, self.model.state == "queued")
+            .values(state="running", pid=None, started_at=utcnow())
+        )
+        session.commit()
+        if claimed.rowcount != 1:
+            return  # cancelled meanwhile
+        session.refresh(run)
+        try:
+            proc = spawn(self.argv(run), Path(run.run_dir))
+        except OSError as exc:
+            self._set(session, run.id, state="failed", finished_at=utcnow(),
+                      error=f"could not start the {self.what}: {exc}")  # fmt: skip
+            return
+        self._procs.started(run.id, proc)
+        self._set(session, run.id, pid=proc.pid)
+        session.refresh(run)
+        if run.cancel_requested_at is not None:  # cancelled while we were spawning
+            processes.signal_group(proc.pid, signal.SIGTERM)
+        log.info("%s %s started: pid %s", self.what, run.id, proc.pid)
