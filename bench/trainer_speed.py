@@ -94,7 +94,32 @@ def best_case(times: list[tuple[str, float]], batch: int) -> float | None:
     return per_step / batch * 1000
 
 
+def measure_quick(res: int, args, device: torch.device) -> dict:
+    """Best case only, from `--quick` timed steps of each kind (all, pl, main): the schedule
+    position is set directly, so a loaded machine needs 3 x quick steps instead of 16+."""
+    trainer = build(res, args, device)
+    for _ in range(args.warmup):
+        trainer.step()
+    times, cpu_times = [], []
+    for _ in range(args.quick):
+        for offset in (0, 4, 1):  # batch_idx % 16 == 0: all phases; % 4 == 0: pl; else main
+            trainer.batch_idx = (trainer.batch_idx // 16 + 1) * 16 + offset
+            kind = _kinds(trainer)
+            sync(device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            trainer.step()
+            sync(device)
+            times.append((kind, time.perf_counter() - t0))
+            cpu_times.append((kind, time.process_time() - c0))
+    best, cpu = best_case(times, args.batch), best_case(cpu_times, args.batch)
+    # CPU seconds of this process: on a shared machine (with --threads 1) the steadier figure.
+    return {"res": res, "best_case_sec_per_kimg": None if best is None else round(best, 2),
+            "cpu_sec_per_kimg": None if cpu is None else round(cpu, 2)}  # fmt: skip
+
+
 def measure(res: int, args, device: torch.device) -> dict:
+    if args.quick:
+        return measure_quick(res, args, device)
     trainer = build(res, args, device)
     for _ in range(args.warmup):
         trainer.step()
@@ -130,11 +155,15 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=32, help="timed minibatches (multiple of 16)")
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--quick", type=int, default=0, help="N: best case from N steps per kind")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True

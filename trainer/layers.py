@@ -72,11 +72,16 @@ class Conv2dLayer(torch.nn.Module):
     def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
         """`gain` scales the output; `conv_clamp` (times gain) limits it at every precision,
         as in the reference."""
-        w = self.weight * self.weight_gain
         f = self.resample_filter
-        x = ops.conv2d_resample(x, w.to(x.dtype), f, self.up, self.down, self.padding)
+        x = ops.conv2d_resample(x, self.weight.to(x.dtype), f, self.up, self.down, self.padding)
+        # The equalized-lr gain goes on the (smaller) output, folded into the bias add: no
+        # weight-sized multiply per call and in every backward.
+        if self.bias is None:
+            x = x * self.weight_gain
+        else:
+            x = torch.add(self.bias.to(x.dtype).view(1, -1, 1, 1), x, alpha=self.weight_gain)
         limit = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.bias_act(x, self.bias, self.activation, gain=gain, clamp=limit)
+        return ops.bias_act(x, None, self.activation, gain=gain, clamp=limit)
 
 
 class ModulatedConv(torch.nn.Module):

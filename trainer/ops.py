@@ -46,6 +46,21 @@ def _depthwise(f: Tensor, channels: int, dtype: torch.dtype) -> Tensor:
     return f.to(dtype)[None, None].expand(channels, 1, *f.shape)
 
 
+def _fir_matrix(
+    f1: Tensor, size: int, up: int, down: int, p0: int, p1: int, gain: float, dtype
+) -> Tensor:
+    """One axis of upfirdn as a matrix `[out, in]`: y[o] = sum_i x[i] f[K-1-j], j = i*up -
+    o*down + p0 for 0 <= j < K (zero insertion, padding or cropping, true convolution,
+    decimation). Built on f's device from index arithmetic: no host sync."""
+    k = f1.numel()
+    out = (size * up + p0 + p1 - k) // down + 1
+    o = torch.arange(out, device=f1.device).view(-1, 1)
+    i = torch.arange(size, device=f1.device).view(1, -1)
+    j = i * up - o * down + p0
+    taps = f1.flip(0)[j.clamp(0, k - 1)]
+    return torch.where((j >= 0) & (j < k), taps, 0.0).to(dtype) * gain
+
+
 def upfirdn2d(
     x: Tensor,
     f: Tensor,
@@ -53,25 +68,38 @@ def upfirdn2d(
     down: int = 1,
     padding: int | Sequence[int] = 0,
     gain: float = 1.0,
+    separable: bool = False,
 ) -> Tensor:
     """Upsample by zero insertion, pad, convolve with FIR `f` (times `gain`), keep every `down`-th.
 
     Zero insertion puts `up - 1` zeros after each input sample, so a `[N, C, H, W]` input gives
     `H * up + y0 + y1 - fh + 1` rows before downsampling. Convolution is true (flipped) 2D
     convolution; upsampling runs as a strided transposed conv, downsampling as a strided conv.
+
+    `separable=True` (a normalised outer-product filter, as all of the networks' are) runs on
+    the CPU as two small matrix products, y = A_h x A_w^T, which the CPU's BLAS does far faster
+    than a depthwise convolution, and whose double backward (R1, path length) is two more
+    products: the grouped convolution's double backward makes one call per channel there
+    (512 calls per layer), and its transposed form loops over samples. CUDA keeps the grouped
+    convolutions (cuDNN).
     """
-    C = x.shape[1]  # [N, C, H, W]
+    n, c, h, w = x.shape
     x0, x1, y0, y1 = _as_padding(padding)
     fh, fw = f.shape
-    weight = _depthwise(f * gain, C, x.dtype)
+    if separable and x.device.type == "cpu":  # two matrix products: see below
+        # f = outer(u, v): its column sums are v * sum(u), its row sums over the total u / sum(u).
+        a_w = _fir_matrix(f.sum(dim=0), w, up, down, x0, x1, 1.0, x.dtype)
+        a_h = _fir_matrix(f.sum(dim=1) / f.sum(), h, up, down, y0, y1, gain, x.dtype)
+        return torch.matmul(a_h, torch.matmul(x, a_w.t()))
+    weight = _depthwise(f * gain, c, x.dtype)
     if up > 1:
         # conv_transpose2d(x, f, stride=up) is the *full* convolution of the zero-inserted signal
         # without its trailing zeros; shifting by the requested padding gives the valid part.
-        x = F.conv_transpose2d(x, weight, stride=up, groups=C)
+        x = F.conv_transpose2d(x, weight, stride=up, groups=c)
         x = F.pad(x, [x0 - (fw - 1), x1 + up - 1 - (fw - 1), y0 - (fh - 1), y1 + up - 1 - (fh - 1)])
         return x[:, :, ::down, ::down] if down > 1 else x
     x = F.pad(x, [x0, x1, y0, y1])
-    return F.conv2d(x, weight.flip([2, 3]), stride=down, groups=C)
+    return F.conv2d(x, weight.flip([2, 3]), stride=down, groups=c)
 
 
 def upsample2d(x: Tensor, f: Tensor, up: int = 2, gain: float = 1.0) -> Tensor:
@@ -79,7 +107,7 @@ def upsample2d(x: Tensor, f: Tensor, up: int = 2, gain: float = 1.0) -> Tensor:
     fh, fw = f.shape
     px0, px1 = (fw + up - 1) // 2, (fw - up) // 2
     py0, py1 = (fh + up - 1) // 2, (fh - up) // 2
-    return upfirdn2d(x, f, up=up, padding=(px0, px1, py0, py1), gain=gain * up * up)
+    return upfirdn2d(x, f, up=up, padding=(px0, px1, py0, py1), gain=gain * up * up, separable=True)
 
 
 def downsample2d(x: Tensor, f: Tensor, down: int = 2, gain: float = 1.0) -> Tensor:
@@ -87,7 +115,7 @@ def downsample2d(x: Tensor, f: Tensor, down: int = 2, gain: float = 1.0) -> Tens
     fh, fw = f.shape
     px0, px1 = (fw - down + 1) // 2, (fw - down) // 2
     py0, py1 = (fh - down + 1) // 2, (fh - down) // 2
-    return upfirdn2d(x, f, down=down, padding=(px0, px1, py0, py1), gain=gain)
+    return upfirdn2d(x, f, down=down, padding=(px0, px1, py0, py1), gain=gain, separable=True)
 
 
 def conv2d_resample(
@@ -117,9 +145,9 @@ def conv2d_resample(
         x = F.conv_transpose2d(x, w, stride=up, groups=groups)
         px, py = fw - kw + up - 1, fh - kh + up - 1  # total pad keeping the output pixel-centred
         pad = ((px + 1) // 2, px // 2, (py + 1) // 2, py // 2)
-        return upfirdn2d(x, f, padding=pad, gain=up * up)
+        return upfirdn2d(x, f, padding=pad, gain=up * up, separable=True)
     px, py = fw + kw - down - 1, fh + kh - down - 1
-    x = upfirdn2d(x, f, padding=((px + 1) // 2, px // 2, (py + 1) // 2, py // 2))
+    x = upfirdn2d(x, f, padding=((px + 1) // 2, px // 2, (py + 1) // 2, py // 2), separable=True)
     return F.conv2d(x, weight, stride=down, groups=groups)
 
 

@@ -79,7 +79,7 @@ class Trainer:
         self.augment_pipe, self.ada = self._build_augment()
         pl_int = lc.pl_interval if lc.pl_weight > 0 else None
         r1_int = lc.r1_interval if lc.r1_gamma > 0 else None
-        fused = device.type == "cuda"  # one kernel per step on the GPU
+        fused = True  # one pass over all parameters per step (CUDA and, since torch 2.4, CPU)
         self.opt = {
             "G": lazy_adam(self.G.parameters(), tc.lr, tc.betas, tc.eps, pl_int, fused),
             "D": lazy_adam(self.D.parameters(), tc.lr, tc.betas, tc.eps, r1_int, fused),

@@ -193,3 +193,21 @@ def test_bias_act_lrelu_has_gain_sqrt2_and_clamps():
 def test_normalize_2nd_moment_gives_unit_rms():
     z = torch.randn(4, 16) * 7
     assert torch.allclose(ops.normalize_2nd_moment(z).square().mean(dim=1), torch.ones(4))
+
+
+@pytest.mark.parametrize(
+    "up,down,padding", [(1, 2, (1, 1, 1, 1)), (2, 1, (2, 1, 2, 1)), (1, 1, (2, 1, 1, 2)),
+                        (2, 1, (-1, 0, -1, 0)), (1, 2, (2, 2, 2, 2))]
+)  # fmt: skip
+def test_separable_fir_as_matrix_products_equals_the_convolution(up, down, padding):
+    torch.manual_seed(0)
+    f = ops.setup_filter([1, 3, 3, 1])
+    x = torch.randn(2, 3, 9, 9, requires_grad=True)
+    outs = []
+    for separable in (False, True):
+        y = ops.upfirdn2d(x, f, up, down, padding, gain=up * up, separable=separable)
+        (g,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+        (gg,) = torch.autograd.grad(g.square().sum(), x)
+        outs.append((y, g, gg))
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
