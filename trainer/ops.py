@@ -103,7 +103,7 @@ def upfirdn2d(
 
 
 def upsample2d(x: Tensor, f: Tensor, up: int = 2, gain: float = 1.0) -> Tensor:
-    """Upsample `[N, C, H, W]` to `[N, C, H*up, W*up]`, interpolating with FIR `f` (DC kept)."""
+    """Upsample `[N, C, H, W]` to `[N, C, H*up, W*up]`, interpolating with separable FIR `f`."""
     fh, fw = f.shape
     px0, px1 = (fw + up - 1) // 2, (fw - up) // 2
     py0, py1 = (fh + up - 1) // 2, (fh - up) // 2
