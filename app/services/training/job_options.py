@@ -80,7 +80,8 @@ def form_choices(
     chosen = None
     if values and values.get("dataset_id"):
         chosen = next((d for d in datasets if str(d.id) == str(values["dataset_id"])), None)
-    chosen = chosen or (datasets[0] if datasets else None)
+    trainable = [d for d in datasets if d.split not in ("val", "test")]  # held-out parts last
+    chosen = chosen or (trainable or datasets or [None])[0]
     defaults = form_defaults(chosen, devices)
     form = {**defaults, **{k: v for k, v in (values or {}).items() if v not in (None, "")}}
     if preset_changed or values is None:
