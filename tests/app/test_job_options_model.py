@@ -104,3 +104,24 @@ def test_the_estimate_learns_from_jobs_that_ran_here(db, settings):
                         sec_per_kimg=3 * before))  # fmt: skip
         session.commit()
         assert estimate.sec_per_kimg(session, opts) == pytest.approx(3 * before)
+
+
+def test_the_estimate_says_whether_earlier_jobs_calibrated_it(db, settings):
+    """Before any job ran on this kind of device the estimate is labelled a first guess; a
+    finished job's measured sec/kimg then scales later estimates."""
+    from app.models import Job
+
+    ds_id = make_dataset(db, settings, n=8)
+    raw = {"dataset_id": ds_id, "resolution": 16, "kimg": 1, "batch": 8, "preset": "cpu"}
+    devices = Devices(gpus=0)
+    with session_scope(db) as s:
+        first = estimate.for_form(s, raw, devices)
+        assert first["ok"] and first["calibrated_on"] == 0, first
+        _, opts = validate_job_options(s, raw, devices)
+        base = estimate.sec_per_kimg(s, opts)
+        s.add(Job(dataset_id=ds_id, resolution=16, total_kimg=1.0, state="completed",
+                  options=opts, device="cpu", sec_per_kimg=3 * base))  # fmt: skip
+        s.commit()
+        later = estimate.for_form(s, raw, devices)
+    assert later["calibrated_on"] == 1
+    assert abs(later["sec_per_kimg"] - 3 * base) < 1e-6 * base

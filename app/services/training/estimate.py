@@ -52,8 +52,12 @@ def _base_sec_per_kimg(opts: dict[str, Any]) -> float:
 
 
 def _measured_ratio(session: Session, kind: str) -> float:
+    return _calibration(session, kind)[0]
+
+
+def _calibration(session: Session, kind: str) -> tuple[float, int]:
     """How much slower (or faster) than the default figures recent jobs on this kind of device
-    really ran: the median of measured / predicted (1 without any)."""
+    really ran: the median of measured / predicted (1 without any), and how many jobs say so."""
     jobs = session.scalars(
         select(Job).where(Job.sec_per_kimg.is_not(None)).order_by(Job.id.desc()).limit(20)
     )
@@ -65,7 +69,7 @@ def _measured_ratio(session: Session, kind: str) -> float:
             ratios.append(job.sec_per_kimg / _base_sec_per_kimg(job.options))
         except (KeyError, TypeError, ValueError, ZeroDivisionError, calls.TrainerCallFailed):
             continue
-    return statistics.median(ratios) if ratios else 1.0
+    return (statistics.median(ratios) if ratios else 1.0), len(ratios)
 
 
 def sec_per_kimg(session: Session, opts: dict[str, Any]) -> float:
@@ -95,4 +99,5 @@ def for_form(session: Session, raw: dict[str, Any], devices: Devices) -> dict[st
         "sec_per_kimg": sec_per_kimg(session, opts),
         "first_progress_s": first_step_s(session, opts),
         "device": "cuda" if opts["gpus"] else "cpu",
+        "calibrated_on": _calibration(session, "cuda" if opts["gpus"] else "cpu")[1],
     }
