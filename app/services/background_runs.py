@@ -17,13 +17,15 @@ import json
 import logging
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.models import utcnow
+from app.errors import Conflict
+from app.models import AuditEvent, User, utcnow
 from app.settings import Settings
 from app.trainer_client import commands, processes, rundir
 
@@ -69,6 +71,47 @@ def read_json_result(run_dir: Path) -> dict | None:
         return json.loads((run_dir / RESULT_FILE).read_text())
     except (OSError, ValueError):
         return None
+
+
+def _set_state(session: Session, model: Any, run_id: int, expect: tuple[str, ...],
+               **values: Any) -> bool:  # fmt: skip
+    res = session.execute(
+        update(model).where(model.id == run_id, model.state.in_(expect)).values(**values)
+    )
+    session.commit()
+    return res.rowcount == 1
+
+
+def cancel_run(
+    session: Session, get_run: Callable[[Session, int], Any], run_id: int, user: User,
+    what: str, action: str,
+) -> Any:  # fmt: skip
+    """A queued run is cancelled at once; a running one gets SIGTERM (its CLI removes its
+    temporary files and exits 4) and the follower records 'cancelled'. Repeats are harmless.
+    `what` names the run in messages ("metric run"), `action` is the audit action."""
+    run = get_run(session, run_id)
+    model, now = type(run), utcnow()
+    if run.state == "queued":
+        if not _set_state(session, model, run_id, ("queued",), state="cancelled",
+                          cancel_requested_at=now, finished_at=now):  # fmt: skip
+            return cancel_run(session, get_run, run_id, user, what, action)  # started meanwhile
+    elif run.state == "running":
+        if run.cancel_requested_at is not None:
+            return run
+        if not _set_state(session, model, run_id, ("running",), cancel_requested_at=now):
+            return cancel_run(session, get_run, run_id, user, what, action)
+        run = get_run(session, run_id)
+        # pid is None only while the follower is spawning; it signals right after.
+        if run.pid and processes.is_ours(run.pid, run.run_dir):
+            processes.signal_group(run.pid, signal.SIGTERM)
+    elif run.state == "cancelled":
+        return run
+    else:
+        raise Conflict(f"{what} {run_id} already {run.state}; there is nothing to cancel")
+    target = f"{what.replace(' ', '_')}:{run_id}"
+    session.add(AuditEvent(user_id=user.id, action=action, target=target))
+    session.commit()
+    return get_run(session, run_id)
 
 
 class RunFollower:

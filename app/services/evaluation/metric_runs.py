@@ -10,21 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import signal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app.errors import Conflict, InvalidInput, NotFound
-from app.models import ACTIVE_METRIC_STATES, AuditEvent, MetricRun, Snapshot, User, utcnow
+from app.models import ACTIVE_METRIC_STATES, AuditEvent, MetricRun, Snapshot, User
+from app.services import background_runs
 from app.services.evaluation.metric_plan import MetricPlan, plan_for  # noqa: F401 (routes)
 from app.services.training.snapshots import get_snapshot
 from app.settings import Settings
-from app.trainer_client import processes
 
 ALL_METRICS = ("fid", "kid", "pr", "ppl", "memorization", "c2st")  # the CLI's canonical order
 ALIASES = {"memorisation": "memorization", "precision_recall": "pr", "prc": "pr"}
@@ -209,38 +208,9 @@ def list_runs(session: Session, snapshot_id: int) -> list[MetricRun]:
     return list(session.scalars(q))
 
 
-def _set_state(session: Session, run_id: int, expect: tuple[str, ...], **values: Any) -> bool:
-    res = session.execute(
-        update(MetricRun)
-        .where(MetricRun.id == run_id, MetricRun.state.in_(expect))
-        .values(**values)
-    )
-    session.commit()
-    return res.rowcount == 1
-
-
 def cancel_run(session: Session, run_id: int, user: User) -> MetricRun:
-    """A queued run is cancelled at once; a running one gets SIGTERM (the CLI removes its
-    temporary files and exits 4) and the monitor records 'cancelled'. Repeats are harmless."""
-    run = get_run(session, run_id)
-    now = utcnow()
-    if run.state == "queued":
-        if not _set_state(session, run_id, ("queued",), state="cancelled",
-                          cancel_requested_at=now, finished_at=now):  # fmt: skip
-            return cancel_run(session, run_id, user)  # the monitor started it meanwhile
-    elif run.state == "running":
-        if run.cancel_requested_at is not None:
-            return run
-        if not _set_state(session, run_id, ("running",), cancel_requested_at=now):
-            return cancel_run(session, run_id, user)
-        run = get_run(session, run_id)
-        # pid is None only while the monitor is spawning; it signals right after.
-        if run.pid and processes.is_ours(run.pid, run.run_dir):
-            processes.signal_group(run.pid, signal.SIGTERM)
-    elif run.state == "cancelled":
-        return run
-    else:
-        raise Conflict(f"metric run {run_id} already {run.state}; there is nothing to cancel")
-    session.add(AuditEvent(user_id=user.id, action="metrics.cancel", target=f"metric_run:{run_id}"))
-    session.commit()
-    return get_run(session, run_id)
+    """A queued run is cancelled at once; a running one gets SIGTERM and the follower records
+    'cancelled' (app/services/background_runs.py). Repeats are harmless."""
+    return background_runs.cancel_run(
+        session, get_run, run_id, user, "metric run", "metrics.cancel"
+    )

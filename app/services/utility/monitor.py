@@ -23,7 +23,8 @@ INTERRUPTED = (
 
 
 def utility_argv(python: str, settings: Settings, run: UtilityRun) -> list[str]:
-    """The command line of one run; its run folder is in it, so the follower recognises the process after a restart."""
+    """The command line of one run; its run folder is in it, so the follower recognises the
+    process after a restart."""
     o = run.options
     argv = commands.utility_argv(
         python, "--snapshot", run.snapshot.path, train=o["train_zip"], test=o["test_zip"],

@@ -10,22 +10,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import signal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput, NotFound
-from app.models import AuditEvent, Snapshot, User, UtilityRun, utcnow
+from app.models import AuditEvent, Snapshot, User, UtilityRun
+from app.services import background_runs
 from app.services.curation.datasets import check_disjoint, dataset_zip, get_dataset
 from app.services.evaluation.metric_runs import data_zip_for
 from app.services.training.snapshots import get_snapshot
 from app.settings import Settings
-from app.trainer_client import processes
 
 ACTIVE = ("queued", "running")
 TASKS = ("segmentation", "classification")
@@ -184,36 +183,9 @@ def list_runs(session: Session, snapshot_id: int) -> list[UtilityRun]:
     return list(session.scalars(q))
 
 
-def _set_state(session: Session, run_id: int, expect: tuple[str, ...], **values: Any) -> bool:
-    res = session.execute(update(UtilityRun)
-                          .where(UtilityRun.id == run_id, UtilityRun.state.in_(expect))
-                          .values(**values))  # fmt: skip
-    session.commit()
-    return res.rowcount == 1
-
-
 def cancel_run(session: Session, run_id: int, user: User) -> UtilityRun:
-    """Queued: cancelled at once. Running: SIGTERM (the CLI stops at its next step, exit 4)
-    and the monitor records 'cancelled'. Repeats are harmless."""
-    run = get_run(session, run_id)
-    now = utcnow()
-    if run.state == "queued":
-        if not _set_state(session, run_id, ("queued",), state="cancelled",
-                          cancel_requested_at=now, finished_at=now):  # fmt: skip
-            return cancel_run(session, run_id, user)  # the monitor started it meanwhile
-    elif run.state == "running":
-        if run.cancel_requested_at is not None:
-            return run
-        if not _set_state(session, run_id, ("running",), cancel_requested_at=now):
-            return cancel_run(session, run_id, user)
-        run = get_run(session, run_id)
-        if run.pid and processes.is_ours(run.pid, run.run_dir):
-            processes.signal_group(run.pid, signal.SIGTERM)
-    elif run.state == "cancelled":
-        return run
-    else:
-        raise Conflict(f"utility run {run_id} already {run.state}; there is nothing to cancel")
-    session.add(AuditEvent(user_id=user.id, action="utility.cancel",
-                           target=f"utility_run:{run_id}"))  # fmt: skip
-    session.commit()
-    return get_run(session, run_id)
+    """A queued run is cancelled at once; a running one gets SIGTERM and the follower records
+    'cancelled' (app/services/background_runs.py). Repeats are harmless."""
+    return background_runs.cancel_run(
+        session, get_run, run_id, user, "utility run", "utility.cancel"
+    )
