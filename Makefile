@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test browser lint bench migrate demo clean
+.PHONY: run test browser lint bench gpu-check migrate demo clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -45,6 +45,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/trainer_speed.py --res 32,64
 	$(BIN)/python bench/metrics_speed.py
+	$(BIN)/python bench/dicom_ingest.py
+	$(BIN)/python bench/viewer_step.py
+	$(BIN)/python bench/login_flood.py
+	$(BIN)/python bench/utility.py  # about 10-20 min on 2 CPU cores
+
+# On a machine with an NVIDIA GPU: the one-call CUDA proof (<= 8 min on one H100/H200).
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py --outdir data/gpu-check
 
 migrate: $(STAMP)
 	$(BIN)/python -m app migrate
