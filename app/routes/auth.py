@@ -150,7 +150,6 @@ def create_token(
     try:
         users_service.reauthenticate(session, settings, user, password)
     except DomainError as exc:
-        session.rollback()
         response = _account(request, session, settings, user, exc.status_code,
                             token_error=exc.detail)  # fmt: skip
         return _retry_after(response, exc)
@@ -198,7 +197,6 @@ def change_password(
             revoke_tokens=revoke_tokens not in ("0", "", "off", "false"),
         )  # fmt: skip
     except DomainError as exc:
-        session.rollback()
         response = _account(request, session, settings, user, exc.status_code,
                             password_error=exc.detail)  # fmt: skip
         return _retry_after(response, exc)

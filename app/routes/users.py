@@ -58,7 +58,6 @@ def create_user_form(
     try:
         users_service.create_user(session, username.strip(), role, password, actor=admin)
     except DomainError as exc:
-        session.rollback()
         return _users(request, session, exc.status_code, error=exc.detail, form_username=username)
     return RedirectResponse("/users", status_code=303)
 

@@ -98,7 +98,6 @@ async def panel_start(request: Request, session: SessionDep, settings: SettingsD
     try:
         run, _ = svc.start_run(session, settings, snapshot_id, raw, admin)
     except (InvalidInput, Conflict) as exc:
-        session.rollback()
         response = _panel(request, session, snapshot_id, form=raw, error=exc.detail)
         response.status_code = 200 if is_htmx(request) else exc.status_code
         return response
