@@ -13,11 +13,12 @@ many may run, and how its result and failures read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict
-from app.models import AuditEvent, User, utcnow
+from app.models import AuditEvent, Snapshot, User, utcnow
 from app.settings import Settings
 from app.trainer_client import commands, processes, rundir
 
@@ -71,6 +72,32 @@ def read_json_result(run_dir: Path) -> dict | None:
         return json.loads((run_dir / RESULT_FILE).read_text())
     except (OSError, ValueError):
         return None
+
+
+ACTIVE = ("queued", "running")
+
+
+def request_key(doc: Mapping[str, Any]) -> str:
+    """A digest of what a run was asked for: the same request while one is active is a twin."""
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def active_twin(session: Session, model: Any, snapshot_id: int, key: str) -> Any:
+    """The queued or running run of `model` with the same request on the same snapshot."""
+    q = select(model).where(
+        model.snapshot_id == snapshot_id, model.request_key == key, model.state.in_(ACTIVE)
+    )
+    return session.scalar(q)
+
+
+def run_folder(snap: Snapshot, settings: Settings, kind: str, run_id: int) -> Path:
+    """runs/JOB_ID/KIND/RUN_ID (-N when a former database left files there)."""
+    base = Path(snap.job.run_dir) if snap.job.run_dir else settings.runs_dir / str(snap.job_id)
+    path, n = base / kind / str(run_id), 1
+    while path.exists() and any(path.iterdir()):
+        path, n = base / kind / f"{run_id}-{n}", n + 1
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _set_state(session: Session, model: Any, run_id: int, expect: tuple[str, ...],

@@ -7,8 +7,6 @@ Like the job services, these functions commit and change states by compare-and-s
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app.errors import Conflict, InvalidInput, NotFound
-from app.models import ACTIVE_METRIC_STATES, AuditEvent, MetricRun, Snapshot, User
+from app.models import AuditEvent, MetricRun, Snapshot, User
 from app.services import background_runs
 from app.services.evaluation.metric_plan import MetricPlan, plan_for  # noqa: F401 (routes)
 from app.services.training.snapshots import get_snapshot
@@ -109,28 +107,17 @@ def data_zip_for(snap: Snapshot) -> Path:
 
 
 def _request_key(snapshot_id: int, metrics: list[str], opts: Mapping[str, Any]) -> str:
-    text = json.dumps({"snapshot": snapshot_id, "metrics": metrics, "options": opts},
-                      sort_keys=True)  # fmt: skip
-    return hashlib.sha256(text.encode()).hexdigest()
+    return background_runs.request_key(
+        {"snapshot": snapshot_id, "metrics": metrics, "options": opts}
+    )
 
 
 def _run_folder(snap: Snapshot, settings: Settings, run_id: int) -> Path:
-    """runs/JOB_ID/metrics/RUN_ID (-N when a former database left files there)."""
-    base = Path(snap.job.run_dir) if snap.job.run_dir else settings.runs_dir / str(snap.job_id)
-    path, n = base / "metrics" / str(run_id), 1
-    while path.exists() and any(path.iterdir()):
-        path, n = base / "metrics" / f"{run_id}-{n}", n + 1
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return background_runs.run_folder(snap, settings, "metrics", run_id)
 
 
 def _active_twin(session: Session, snapshot_id: int, key: str) -> MetricRun | None:
-    q = select(MetricRun).where(
-        MetricRun.snapshot_id == snapshot_id,
-        MetricRun.request_key == key,
-        MetricRun.state.in_(ACTIVE_METRIC_STATES),
-    )
-    return session.scalar(q)
+    return background_runs.active_twin(session, MetricRun, snapshot_id, key)
 
 
 def plan_of(session: Session, settings: Settings, snapshot_id: int) -> MetricPlan:

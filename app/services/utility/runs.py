@@ -7,8 +7,6 @@ another dataset version that must not share a patient with the snapshot's traini
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -100,26 +98,15 @@ def validate_request(raw: Mapping[str, Any]) -> tuple[str, int, dict[str, Any]]:
 
 def _request_key(snapshot_id: int, task: str, test_id: int, opts: Mapping[str, Any]) -> str:
     doc = {"snapshot": snapshot_id, "task": task, "test": test_id, "options": opts}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    return background_runs.request_key(doc)
 
 
 def _run_folder(snap: Snapshot, settings: Settings, run_id: int) -> Path:
-    """runs/JOB_ID/utility/RUN_ID (-N when a former database left files there)."""
-    base = Path(snap.job.run_dir) if snap.job.run_dir else settings.runs_dir / str(snap.job_id)
-    path, n = base / "utility" / str(run_id), 1
-    while path.exists() and any(path.iterdir()):
-        path, n = base / "utility" / f"{run_id}-{n}", n + 1
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return background_runs.run_folder(snap, settings, "utility", run_id)
 
 
 def _active_twin(session: Session, snapshot_id: int, key: str) -> UtilityRun | None:
-    q = select(UtilityRun).where(
-        UtilityRun.snapshot_id == snapshot_id,
-        UtilityRun.request_key == key,
-        UtilityRun.state.in_(ACTIVE),
-    )
-    return session.scalar(q)
+    return background_runs.active_twin(session, UtilityRun, snapshot_id, key)
 
 
 def _check_data(session: Session, snap: Snapshot, task: str, test_id: int):
