@@ -74,14 +74,10 @@ class Conv2dLayer(torch.nn.Module):
         as in the reference."""
         f = self.resample_filter
         x = ops.conv2d_resample(x, self.weight.to(x.dtype), f, self.up, self.down, self.padding)
-        # The equalized-lr gain goes on the (smaller) output, folded into the bias add: no
-        # weight-sized multiply per call and in every backward.
-        if self.bias is None:
-            x = x * self.weight_gain
-        else:
-            x = torch.add(self.bias.to(x.dtype).view(1, -1, 1, 1), x, alpha=self.weight_gain)
+        # The equalized-lr gain goes on the (smaller) output, in the same pass as the bias, the
+        # activation's gain and `gain`: no weight-sized multiply per call and in every backward.
         limit = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.bias_act(x, None, self.activation, gain=gain, clamp=limit)
+        return ops.bias_act(x, self.bias, self.activation, gain, limit, x_gain=self.weight_gain)
 
 
 class ModulatedConv(torch.nn.Module):

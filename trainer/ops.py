@@ -196,20 +196,30 @@ def bias_act(
     activation: str = "linear",
     gain: float = 1.0,
     clamp: float | None = None,
+    x_gain: float = 1.0,
 ) -> Tensor:
-    """Add a per-channel bias (dim 1), apply 'linear' or 'lrelu' (slope 0.2, gain sqrt(2)) times
-    `gain`, then clamp to `[-clamp, clamp]` if given (keeps reduced-precision layers finite)."""
-    if b is not None:
-        x = x + b.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2))
+    """act(x * x_gain + b) * gain, clamped to `[-clamp, clamp]` if given (keeps reduced-precision
+    layers finite): b is a per-channel bias (dim 1), act 'linear' or 'lrelu' (slope 0.2, gain
+    sqrt(2)).
+
+    Both activations are positively homogeneous, act(v) * g == act(v * g), so every scale rides
+    on the one bias add (a single pass over x), and the clamp is hardtanh: clamp with a
+    one-kernel backward (clamp's is two compares, an and and a where; they differ only at
+    exactly +-clamp)."""
     if activation == "lrelu":
-        x = F.leaky_relu(x, LRELU_SLOPE)
         gain = gain * LRELU_GAIN
     elif activation != "linear":
         raise ValueError(f"unknown activation {activation!r}")
-    if gain != 1:
-        x = x * gain
+    scale = x_gain * gain
+    if b is not None:
+        b = b.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2))
+        x = torch.add(b * gain, x, alpha=scale)
+    elif scale != 1:
+        x = x * scale
+    if activation == "lrelu":
+        x = F.leaky_relu(x, LRELU_SLOPE)
     if clamp is not None:
-        x = x.clamp(-clamp, clamp)
+        x = F.hardtanh(x, -clamp, clamp)
     return x
 
 
