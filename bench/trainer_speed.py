@@ -7,6 +7,7 @@ best case from the fastest step of each kind (shared machines make windows noisy
 
     python bench/trainer_speed.py                      # 32 and 64, batch 8, CPU fp32
     python bench/trainer_speed.py --res 256 --batch 16 --device cuda --bf16 --channels-last
+    python bench/trainer_speed.py --bf16                # mixed precision on the CPU (AMX)
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def build(res: int, args, device: torch.device) -> Trainer:
         ema_kimg=pv["ema_kimg"],
         channels_last=args.channels_last,
         compile=args.compile,
+        cpu_bf16=args.bf16 and not cuda,  # the trainer's --bf16 on a CPU
     )
     cfg = RunConfig(net, LossConfig(r1_gamma=pv["r1_gamma"]), AugmentConfig(mode="ada"), train)
     trainer = Trainer(cfg, synthetic_dataset(64, res).to(device), device)

@@ -36,7 +36,7 @@ class NetworkConfig:
     mbstd_num_channels: int = 1
     conv_clamp: int | None = 256
     d_mapping_layers: int = 8  # depth of D's label embedding (the reference's 8)
-    bf16_min_res: int = 0  # 0 = all fp32; else layers at >= this resolution run in bf16 (CUDA)
+    bf16_min_res: int = 0  # 0 = all fp32; else layers at >= this resolution run in bf16
 
     def generator_kwargs(self) -> dict[str, Any]:
         return dict(
@@ -116,6 +116,7 @@ class TrainConfig:
     device: str = "auto"
     channels_last: bool = False
     compile: bool = False
+    cpu_bf16: bool = False  # the bf16 layers run in bf16 on a CPU too (--bf16 on a CPU run)
     workers: int = 1
     grid_seed: int = 0
     data: str = ""
@@ -184,8 +185,15 @@ def preset_values(preset: str, res: int, world_size: int = 1, batch: int | None 
     raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
 
 
+def bf16_min_res(res: int) -> int:
+    """The reference runs its four highest resolutions in fp16 (num_fp16_res=4), never below
+    8²: res/8 for a power of two. Ours runs those blocks in bf16."""
+    return min(max(res // 8, 8), res)
+
+
 def default_bf16_min_res(res: int, enabled: bool | None, cuda: bool) -> int:
-    """bf16 on the layers at >= 64² (capped at the output res) on CUDA unless switched off."""
-    if not cuda or enabled is False:
+    """Mixed precision as the reference: by default on CUDA; on a CPU only with --bf16
+    (CPU runs default to fp32); --no-bf16 keeps every layer fp32. 0 = all fp32."""
+    if enabled is False or (enabled is None and not cuda):
         return 0
-    return min(64, res) if res >= 64 or enabled else 0
+    return bf16_min_res(res)

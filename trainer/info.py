@@ -21,7 +21,14 @@ import sys
 from typing import Any
 
 from trainer.augment_names import AUGPIPES
-from trainer.config import PRESETS, AugmentConfig, NetworkConfig, TrainConfig, preset_values
+from trainer.config import (
+    PRESETS,
+    AugmentConfig,
+    NetworkConfig,
+    TrainConfig,
+    bf16_min_res,
+    preset_values,
+)
 
 # What the trainer can run: beyond these an option is a typo or cannot fit any machine.
 # kimg, tick and target exclude their lower bound (target its upper one too).
@@ -68,6 +75,19 @@ def network_macs(res: int, cbase: int, cmax: int, zdim: int, mapping: int) -> di
     return {"G": int(g), "D": int(d)}
 
 
+def cpu_bf16_units() -> str | None:
+    """This CPU's bf16 matrix hardware, from /proc/cpuinfo (no torch import): 'amx' (the
+    mixed-precision run is several times faster there), 'avx512_bf16', or None (bf16 would be
+    emulated: slower than fp32)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            lines = (line for line in f if line.startswith("flags"))
+            flags = next(lines, ":").split(":", 1)[1].split()
+    except OSError:
+        return None
+    return "amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else None
+
+
 def defaults(
     res: int, gpus: int = 0, batch: int | None = None, cfg: str = "auto", **net: int | None
 ) -> dict:
@@ -103,6 +123,8 @@ def defaults(
         "seed": train.seed,
         "aug": "ada",
         "augpipe": "bgc",
+        "bf16_res": bf16_min_res(res),  # --bf16: these resolutions and above in bf16
+        "cpu_bf16": cpu_bf16_units(),
         "augpipes": sorted(AUGPIPES),
         "target": aug.target,
         "ada_kimg": aug.kimg,

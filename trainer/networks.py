@@ -28,9 +28,20 @@ def channels_for(res: int, channel_base: int, channel_max: int) -> int:
     return channels
 
 
-def bf16_enabled(requested: bool, x: Tensor) -> bool:
-    """Reduced precision is used only on CUDA; CPU runs always stay fp32."""
-    return requested and x.device.type == "cuda"
+def bf16_enabled(block: torch.nn.Module, x: Tensor) -> bool:
+    """A bf16 block runs in bf16 on CUDA, and on the CPU only where `allow_cpu_bf16` said so
+    (a training run given --bf16 on a CPU): generation, metrics and resumed CUDA runs on a
+    CPU stay fp32, so their figures do not depend on the CPU's bf16 units."""
+    if not block.use_bf16:
+        return False
+    return x.device.type == "cuda" or (x.device.type == "cpu" and block.cpu_bf16)
+
+
+def allow_cpu_bf16(net: torch.nn.Module, enabled: bool = True) -> None:
+    """Let the bf16 blocks of `net` (G, D or G_ema) run in bf16 on the CPU too."""
+    for m in net.modules():
+        if hasattr(m, "use_bf16"):
+            m.cpu_bf16 = enabled
 
 
 def _precision(use_bf16: bool, x: Tensor):
@@ -110,6 +121,7 @@ class SynthesisBlock(torch.nn.Module):
     ):
         super().__init__()
         self.in_channels, self.resolution, self.use_bf16 = in_channels, resolution, use_bf16
+        self.cpu_bf16 = False  # see allow_cpu_bf16
         if in_channels == 0:
             self.const = torch.nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
@@ -129,7 +141,7 @@ class SynthesisBlock(torch.nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """ws `[N, num_conv + 1, w_dim]`: one per conv, the last for ToImage. Returns the block's
         features `[N, C, R, R]` and the running fp32 image `[N, img_channels, R, R]`."""
-        use_bf16 = bf16_enabled(self.use_bf16, ws)
+        use_bf16 = bf16_enabled(self, ws)
         w_iter = iter(ws.unbind(dim=1))
         with _precision(use_bf16, ws):
             if self.in_channels == 0:
@@ -245,6 +257,7 @@ class DiscriminatorBlock(torch.nn.Module):
     ):
         super().__init__()
         self.in_channels, self.resolution, self.use_bf16 = in_channels, resolution, use_bf16
+        self.cpu_bf16 = False  # see allow_cpu_bf16
         if in_channels == 0:
             self.fromrgb = Conv2dLayer(
                 img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp
@@ -260,7 +273,7 @@ class DiscriminatorBlock(torch.nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x: the image `[N, img_channels, R, R]` for the first block, else features
         `[N, in_channels, R, R]`. Returns `[N, out_channels, R/2, R/2]`."""
-        use_bf16 = bf16_enabled(self.use_bf16, x)
+        use_bf16 = bf16_enabled(self, x)
         x = x.to(torch.bfloat16 if use_bf16 else torch.float32)
         with _precision(use_bf16, x):
             if self.in_channels == 0:

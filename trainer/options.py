@@ -103,6 +103,7 @@ def config_from_args(
         device=_pick(args.device, "auto"),
         channels_last=bool(args.channels_last),
         compile=bool(args.compile),
+        cpu_bf16=not cuda and args.bf16 is True,
         workers=_pick(args.workers, 1),
         data=args.data or "",
         metrics_every=_pick(args.metrics_every, 0),

@@ -51,7 +51,13 @@ def _add_train(sub) -> None:
     a("--mbstd-group", type=int, help="minibatch-std group size (default min(batch, 4))")
     a("--lr", type=float, help="Adam learning rate")
     a("--ema", type=float, help="G_ema half-life in kimg")
-    a("--bf16", action=BOOL, help="bf16 on layers >= 64^2 on CUDA (default on)")
+    a(
+        "--bf16",
+        action=BOOL,
+        help="mixed precision as the reference: bf16 on the 4 highest "
+        "resolutions (from max(res/8, 8)); default on CUDA, off on a CPU, where it pays on "
+        "CPUs with bf16 matrix units (AMX: python -m trainer info defaults says)",
+    )
     a("--channels-last", action=BOOL, help="channels_last memory format")
     a("--compile", action=BOOL, help="torch.compile the main-phase networks")
     a("--workers", type=int, help="threads decoding the PNGs at start")

@@ -59,7 +59,7 @@ class Trainer:
         device: torch.device,
         dist_info: DistInfo = DistInfo(),
     ) -> None:
-        from trainer.networks import Discriminator, Generator
+        from trainer.networks import Discriminator, Generator, allow_cpu_bf16
 
         self.cfg, self.dataset, self.device, self.dist = cfg, dataset, device, dist_info
         tc, lc = cfg.train, cfg.loss
@@ -74,6 +74,8 @@ class Trainer:
         self.G_ema = copy.deepcopy(self.G).eval()
         for net in (self.G, self.D, self.G_ema):
             net.requires_grad_(False)
+            if tc.cpu_bf16 and device.type == "cpu":
+                allow_cpu_bf16(net)
             if tc.channels_last:
                 net.to(memory_format=torch.channels_last)
         self.augment_pipe, self.ada = self._build_augment()

@@ -17,6 +17,7 @@ from app.schemas.snapshots import SnapshotOut
 AUGPIPES = ("blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn",
             "bgcfnc")  # fmt: skip
 PRESETS = ("auto", "cpu")
+PRECISIONS = ("fp32", "bf16")
 
 # field -> (low, high, low is exclusive): the trainer's limits (trainer/info.py LIMITS)
 BOUNDS: dict[str, tuple[float, float, bool]] = {
@@ -72,6 +73,11 @@ class JobOptionsIn(BaseModel):
     keep_snapshots: int | None = _b("keep_snapshots", description="newest N kept (+ best FID)")
     keep_best_fid: bool = True
     preset: Literal[PRESETS] | None = Field(None, description="cpu: small channels")  # type: ignore[valid-type]
+    precision: Literal[PRECISIONS] | None = Field(  # type: ignore[valid-type]
+        None,
+        description="bf16: the 4 highest resolutions in bf16, as the reference's fp16; "
+        "default bf16 on a GPU, fp32 on a CPU",
+    )
 
     @field_validator("*", mode="before")
     @classmethod

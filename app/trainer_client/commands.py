@@ -51,6 +51,8 @@ def train_argv(
         argv += ["--target", _arg(o["target"])]
     if o.get("augpipe") and o["aug"] != "noaug":
         argv += ["--augpipe", o["augpipe"]]
+    precision = o.get("precision")  # None: the trainer's default (bf16 on CUDA, fp32 on a CPU)
+    argv += {"bf16": ["--bf16"], "fp32": ["--no-bf16"]}.get(precision or "", [])
     argv += ["--mirror"] if o["mirror"] else []
     argv += ["--cond"] if o["cond"] else []
     argv += ["--snap", str(o["snap"]), "--seed", str(o["seed"])]

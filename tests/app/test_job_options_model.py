@@ -63,6 +63,36 @@ def test_augpipe_defaults_to_bgc_and_reaches_the_trainer(db, settings):
     assert argv[argv.index("--augpipe") + 1] == "bgcfnc"
 
 
+def test_precision_reaches_the_trainer_and_default_leaves_it_to_the_trainer(db, settings):
+    ds = make_dataset(db, settings)
+    argvs = {}
+    with session_scope(db) as session:
+        for precision in ("", "fp32", "bf16"):
+            _, opts = validate_job_options(
+                session, {"dataset_id": ds, **TINY, "precision": precision}, Devices()
+            )
+            argvs[precision] = commands.train_argv("py", opts, "/runs/1", 1.0, None)
+    assert "--bf16" not in argvs[""] and "--no-bf16" not in argvs[""]  # CPU: fp32, GPU: bf16
+    assert "--no-bf16" in argvs["fp32"] and "--bf16" in argvs["bf16"]
+    assert "--bf16" not in commands.train_argv("py", opts, "/runs/1", 2.0, "latest")
+    _, errors = parse_job_options({"precision": "fp16"})
+    assert "precision" in errors
+
+
+def test_the_estimate_knows_cpu_bf16_pays_only_with_amx(db, settings):
+    from trainer.info import cpu_bf16_units
+
+    ds = make_dataset(db, settings, res=64)
+    with session_scope(db) as session:
+        _, fp32 = validate_job_options(session, {"dataset_id": ds}, Devices())
+        _, bf16 = validate_job_options(session, {"dataset_id": ds, "precision": "bf16"}, Devices())
+        fast, slow = estimate.seconds(session, bf16), estimate.seconds(session, fp32)
+    if cpu_bf16_units() == "amx":
+        assert 1.8 * fast < slow  # 2.4x on the conv work, minus the per-step overhead
+    else:
+        assert fast >= slow
+
+
 def test_the_cpu_preset_gives_small_channels_and_a_shorter_estimate(db, settings):
     ds = make_dataset(db, settings, res=64)
     with session_scope(db) as session:

@@ -10,6 +10,7 @@ from app.db import session_scope
 from app.models import Job
 from tests.app.job_helpers import make_dataset
 from tests.browser.conftest import login
+from trainer.info import cpu_bf16_units
 
 pytestmark = [pytest.mark.browser]
 
@@ -33,6 +34,15 @@ def test_cpu_preset_and_estimate_follow_the_form(live_app, page):
     page.wait_for_timeout(500)
     big = page.locator("#job-estimate").inner_text()
     assert big != small and "Estimated duration" in big
+    hint = page.locator("#jf-precision + small").inner_text()
+    assert page.locator("#jf-precision").input_value() == "" and "8² layers and above" in hint
+    if cpu_bf16_units() == "amx":  # this CPU's bf16 units make the mixed-precision run faster
+        assert "AMX" in hint
+        page.select_option("#jf-precision", "bf16")
+        page.wait_for_function(
+            "big => ((document.querySelector('#job-estimate') || {}).textContent || '')"
+            ".trim() !== big.trim()", arg=big,
+        )  # fmt: skip
     page.fill("#jf-kimg", "0")
     page.dispatch_event("#jf-kimg", "change")
     page.wait_for_function(

@@ -144,15 +144,16 @@ def test_channels_last_is_accepted():
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_bf16_blocks_keep_fp32_outputs(monkeypatch, training):
-    # The bf16 path only switches on for CUDA tensors; force it on CPU to exercise its casts.
+def test_bf16_blocks_keep_fp32_outputs(training):
+    # On a CPU the bf16 blocks run in bf16 only once allowed (what `train --bf16` does there).
     torch.manual_seed(3)
     G, D = tiny_g(16, bf16_min_res=8), tiny_d(16, bf16_min_res=8)
     G.train(training)
     z = torch.randn(4, 16)
     ref_img = G(z, noise_mode="const")
     ref_logits = D(ref_img)
-    monkeypatch.setattr(networks, "bf16_enabled", lambda requested, x: requested)
+    networks.allow_cpu_bf16(G)
+    networks.allow_cpu_bf16(D)
     img = G(z, noise_mode="const")
     logits = D(img)
     assert img.dtype == logits.dtype == torch.float32
@@ -163,9 +164,16 @@ def test_bf16_blocks_keep_fp32_outputs(monkeypatch, training):
     logits.sum().backward()  # the reduced-precision graph must also be differentiable
 
 
-def test_bf16_is_off_on_cpu():
-    assert not networks.bf16_enabled(True, torch.zeros(1))
-    assert not networks.bf16_enabled(False, torch.zeros(1))
+def test_bf16_blocks_stay_fp32_on_cpu_unless_allowed():
+    G = tiny_g(16, bf16_min_res=8)
+    blocks = list(G.synthesis.blocks)
+    assert [b.use_bf16 for b in blocks] == [False, True, True]  # 4², 8², 16²
+    x = torch.zeros(1)
+    assert not any(networks.bf16_enabled(b, x) for b in blocks)  # generation, metrics: fp32
+    networks.allow_cpu_bf16(G)
+    assert [networks.bf16_enabled(b, x) for b in blocks] == [False, True, True]
+    networks.allow_cpu_bf16(G, False)
+    assert not any(networks.bf16_enabled(b, x) for b in blocks)
 
 
 def test_conditional_discriminator_depends_on_c():

@@ -64,6 +64,7 @@ def form_defaults(dataset: DatasetVersion | None, devices: Devices) -> dict[str,
         "auto_cbase": d["cbase"], "auto_cmax": d["cmax"], "auto_zdim": d["zdim"],
         "auto_tick": d["tick"], "cpu_preset": CPU_PRESET,
         "augpipes": d.get("augpipes") or ["bgc"],
+        "precision": None, "bf16_res": d.get("bf16_res"), "cpu_bf16": d.get("cpu_bf16"),
     }  # fmt: skip
 
 
