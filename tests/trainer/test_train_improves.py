@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 
+import pytest
 import torch
 
 from tests.trainer.conftest import single_thread
@@ -49,13 +50,19 @@ def distances(G: torch.nn.Module, real: torch.Tensor, n: int = 64) -> dict[str, 
     }
 
 
-def test_tiny_phantom_run_improves_samples(tmp_path):
+@pytest.mark.parametrize("precision", [[], ["--bf16"]], ids=["fp32", "cpu-bf16"])
+def test_tiny_phantom_run_improves_samples(tmp_path, precision):
+    """fp32, and the reference's mixed precision on the CPU (bf16 on the 8² and 16² blocks),
+    which must learn as well."""
     from trainer.cli import main
 
     data = phantom_zip(tmp_path / "phantom.zip", n=64, res=16, seed=3)
     run = tmp_path / "run"
     with single_thread():  # kimg 0: only the initial snapshot, to measure the untrained G_ema
-        assert main(["train", "--data", data, "--outdir", str(run), "--kimg", "0", *NET]) == 0
+        assert (
+            main(["train", "--data", data, "--outdir", str(run), "--kimg", "0", *NET, *precision])
+            == 0
+        )
     shutil.copy(run / "snapshot-000000.pt", tmp_path / "initial.pt")
     out = run_trainer(
         "train",
@@ -71,6 +78,8 @@ def test_tiny_phantom_run_improves_samples(tmp_path):
     )
     assert out.returncode == 0, out.stderr
 
+    options = json.loads((run / "options.json").read_text())
+    assert options["train"]["cpu_bf16"] is bool(precision)
     stats = [json.loads(s) for s in (run / "stats.jsonl").read_text().splitlines()]
     assert [s["kimg"] for s in stats] == [0.128, 0.256, 0.384, 0.512]
     for s in stats:
