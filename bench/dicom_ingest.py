@@ -27,28 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
-import app.models
-from app.db import Base, make_engine, make_sessionmaker
 from app.services.curation.ingest_dicom import ingest_dicom
-from app.settings import load_settings
-
-def peak_kb():
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from bench.app_setup import app_sessions, peak_kb
 
 data, source = Path(sys.argv[1]), Path(sys.argv[2])
-settings = load_settings({"MEDSYNTH_DATA": str(data / "app"), "MEDSYNTH_SECRET_KEY": "bench"})
-settings.ensure_dirs()
-engine = make_engine(settings.database_url)
-Base.metadata.create_all(engine)  # the schema of app/models.py (the bench times ingest only)
-sessions = make_sessionmaker(engine)
+settings, sessions = app_sessions(data / "app")
 import pydicom, highdicom  # imported before the baseline, as in a running server
 base = peak_kb()
 t0 = time.perf_counter()

@@ -24,27 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
-from app.db import make_engine, make_sessionmaker
-from app.migrate import upgrade
 from app.services.curation.ingest import ingest_file
-from app.settings import load_settings
-
-def peak_kb():
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from bench.app_setup import app_sessions, peak_kb
 
 data = Path(sys.argv[1])
-settings = load_settings({"MEDSYNTH_DATA": str(data / "app"), "MEDSYNTH_SECRET_KEY": "bench"})
-settings.ensure_dirs()
-upgrade(settings.database_url)
-sessions = make_sessionmaker(make_engine(settings.database_url))
+settings, sessions = app_sessions(data / "app")
 base = peak_kb()
 t0 = time.perf_counter()
 with sessions() as s:

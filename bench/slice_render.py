@@ -26,26 +26,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.db import make_engine, make_sessionmaker, session_scope  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
-from app.phantom.volume import make_phantom, write_phantom  # noqa: E402
-from app.services.accounts.users import create_token, create_user  # noqa: E402
-from app.services.curation.ingest import ingest_file  # noqa: E402
-from app.settings import load_settings  # noqa: E402
+from bench.app_setup import ingest_phantom  # noqa: E402
 
 
 def prepare(data: Path, slices: int) -> str:
     """Ingest one 512×512 phantom and return an API token for it."""
-    settings = load_settings({"MEDSYNTH_DATA": str(data), "MEDSYNTH_SECRET_KEY": "bench"})
-    settings.ensure_dirs()
-    upgrade(settings.database_url)
-    write_phantom(make_phantom(1, size=512, slices=slices), data / "v.nii.gz", data / "m.nii.gz")
-    engine = make_engine(settings.database_url)
-    with session_scope(make_sessionmaker(engine)) as s:
-        ingest_file(s, settings, data / "v.nii.gz", data / "m.nii.gz")
-        token = create_token(s, create_user(s, "bench", "admin", "timing-run-passphrase"))
-    engine.dispose()
-    return token
+    return ingest_phantom(data, slices, ("bench", "admin", "timing-run-passphrase"))
 
 
 def serve(data: Path) -> tuple[subprocess.Popen, str]:

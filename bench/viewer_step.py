@@ -32,22 +32,9 @@ USER, PASSWORD = "radiologist", "portal-venous-W200-L90"
 
 def prepare(data: Path, slices: int) -> None:
     """Ingest one 512×512 phantom (with its mask) and create the reviewer who scrolls it."""
-    from app.db import make_engine, make_sessionmaker, session_scope
-    from app.migrate import upgrade
-    from app.phantom.volume import make_phantom, write_phantom
-    from app.services.accounts.users import create_user
-    from app.services.curation.ingest import ingest_file
-    from app.settings import load_settings
+    from bench.app_setup import ingest_phantom
 
-    settings = load_settings({"MEDSYNTH_DATA": str(data), "MEDSYNTH_SECRET_KEY": "bench"})
-    settings.ensure_dirs()
-    upgrade(settings.database_url)
-    write_phantom(make_phantom(1, size=512, slices=slices), data / "v.nii.gz", data / "m.nii.gz")
-    engine = make_engine(settings.database_url)
-    with session_scope(make_sessionmaker(engine)) as s:
-        ingest_file(s, settings, data / "v.nii.gz", data / "m.nii.gz")
-        create_user(s, USER, "reviewer", PASSWORD)
-    engine.dispose()
+    ingest_phantom(data, slices, (USER, "reviewer", PASSWORD))
 
 
 SHOWN = """(n) => {

@@ -38,6 +38,19 @@ def page(browser) -> Iterator:
     context.close()
 
 
+@pytest.fixture
+def page_without_csp(browser) -> Iterator:
+    """A page on which the app's CSP is not enforced: Playwright's string predicates need eval,
+    which the CSP forbids. Only for tests of behaviour, never of the security headers."""
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, bypass_csp=True, accept_downloads=True
+    )
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+    yield pg
+    context.close()
+
+
 def login(page, app: LiveApp, username: str = "admin", password: str = PASSWORD) -> None:
     """Log in through the real login form."""
     page.goto(app.url + "/login")

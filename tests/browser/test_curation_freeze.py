@@ -16,13 +16,8 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def page(browser):
-    """The app's CSP forbids eval; Playwright's predicates need it, so bypass it here."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-    pg = context.new_page()
-    pg.set_default_timeout(20_000)
-    yield pg
-    context.close()
+def page(page_without_csp):
+    return page_without_csp  # the predicates below need eval (see conftest)
 
 
 @pytest.fixture
