@@ -15,6 +15,7 @@ from app.models import ApiToken, User, utcnow
 from app.security import same_token, token_digest
 from app.services import limits
 from app.services.accounts import sessions as login_sessions
+from app.services.studies import blinding
 from app.settings import Settings
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -121,3 +122,18 @@ def generation_place(
 # scope="function": the place is released before the response is sent, so the next request
 # of the same user does not find it still taken.
 GenerationPlace = Depends(generation_place, scope="function")
+
+
+def blind(kind: str):
+    """A route dependency for `dependencies=[...]` hiding a study's source images from its
+    readers (app/services/studies/blinding.py): reads the id from the path parameter named
+    in blinding.PARAMS (none for "generated") and applies blinding.check."""
+    if kind not in blinding.KINDS:
+        raise ValueError(f"unknown kind {kind!r}")
+
+    def _guard(request: Request, session: SessionDep, user: CurrentUser) -> None:
+        raw = request.path_params.get(blinding.PARAMS.get(kind, ""))
+        ident = int(raw) if raw is not None and str(raw).isdigit() else None
+        blinding.check(session, user, kind, ident)
+
+    return Depends(_guard)

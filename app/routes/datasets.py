@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from app.deps import CurrentUser, SessionDep, SettingsDep
+from app.deps import CurrentUser, SessionDep, SettingsDep, blind
 from app.errors import InvalidInput
 from app.models import DatasetVersion
 from app.schemas.datasets import (
@@ -29,7 +29,6 @@ from app.services.curation import datasets as service
 from app.services.curation import version_views as views
 from app.services.curation.export import image_name
 from app.services.curation.volumes import list_volumes
-from app.services.studies.blinding import guard as blind
 from app.templating import is_htmx, render
 
 router = APIRouter()

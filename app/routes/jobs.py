@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
+from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, blind
 from app.errors import InvalidInput, NotFound
 from app.models import User
 from app.presentation import charts, metric_views
@@ -20,7 +20,6 @@ from app.schemas.jobs import (
     RetentionIn,
     RetentionOut,
 )
-from app.services.studies.blinding import guard as blind
 from app.services.training import estimate, imports, pages, retention
 from app.services.training import jobs as svc
 from app.services.training.job_monitor import JobMonitor

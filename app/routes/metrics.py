@@ -7,13 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
-from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
+from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, blind
 from app.errors import DomainError, InvalidInput
 from app.presentation import metric_views as views
 from app.schemas.metrics import MetricPlanOut, MetricRunIn, MetricRunOut, SnapshotMetricsOut
 from app.services.evaluation import metric_pairs
 from app.services.evaluation import metric_runs as svc
-from app.services.studies.blinding import guard as blind
 from app.services.training.snapshots import get_snapshot
 from app.templating import is_htmx, render
 

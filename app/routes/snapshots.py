@@ -10,12 +10,11 @@ from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
-from app.deps import AdminUser, CurrentUser, GenerationPlace, SessionDep, SettingsDep
+from app.deps import AdminUser, CurrentUser, GenerationPlace, SessionDep, SettingsDep, blind
 from app.errors import InvalidInput, NotFound
 from app.presentation import metric_views
 from app.schemas.snapshots import GenerateIn, PklImportOut, SnapshotOut
 from app.services import limits
-from app.services.studies.blinding import guard as blind
 from app.services.training import imports
 from app.services.training import jobs as jobs_svc
 from app.services.training import snapshots as svc

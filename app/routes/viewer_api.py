@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
+from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, blind
 from app.errors import InvalidInput
 from app.imaging.window import Window, parse_window
 from app.models import User, Volume
@@ -20,7 +20,6 @@ from app.services.accounts.users import list_users
 from app.services.curation import reviews as rv
 from app.services.curation import viewer as vw
 from app.services.curation import volumes as vs
-from app.services.studies.blinding import guard as blind
 from app.templating import render
 
 router = APIRouter()

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
-from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
+from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, blind
 from app.errors import DomainError, InvalidInput
 from app.imaging.window import parse_window
 from app.models import Volume
@@ -21,7 +21,6 @@ from app.services.curation import volumes as vs
 from app.services.curation.ingest import ingest_file
 from app.services.curation.ingest_dicom import DicomIngest, ingest_dicom, upload_out
 from app.services.curation.uploads import StagedUpload, receive_upload
-from app.services.studies.blinding import guard as blind
 from app.templating import is_htmx, render
 
 router = APIRouter()

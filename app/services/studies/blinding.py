@@ -7,21 +7,18 @@ snapshot trained on any of those versions (their sample grids and generated imag
 the study's synthetic ones). Generated images are addressed by an opaque token, not a
 snapshot, so they are hidden from such a user altogether.
 
-One rule (`blocked_reason`) and one FastAPI guard (`guard`) that other routers hang on their
-image routes with `dependencies=[guard("dataset")]`: the guard answers 403 with a sentence
-saying why, which the one error handler shows as a page or as JSON `{"detail": ...}`.
+One rule (`blocked_reason`, enforced by `check`); routers hang it on their image routes with
+`dependencies=[blind("dataset")]` (the FastAPI guard in app/deps.py): it answers 403 with a
+sentence saying why, which the one error handler shows as a page or as JSON `{"detail": ...}`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fastapi import Depends, Request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.deps import CurrentUser, SessionDep
 from app.errors import Forbidden
 from app.models import DatasetItem, Job, MetricRun, Snapshot, Study, StudyReader, Trial, User
 
@@ -126,17 +123,3 @@ def check(session: Session, user: User, kind: str, ident: int | None = None) -> 
     why = blocked_reason(session, user, kind, ident)
     if why is not None:
         raise Forbidden(why)
-
-
-def guard(kind: str) -> Callable[..., None]:
-    """A route dependency for `dependencies=[...]`: reads the id from the path parameter
-    named in PARAMS (none for "generated") and applies `check`."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}")
-
-    def _guard(request: Request, session: SessionDep, user: CurrentUser) -> None:
-        raw = request.path_params.get(PARAMS.get(kind, ""))
-        ident = int(raw) if raw is not None and str(raw).isdigit() else None
-        check(session, user, kind, ident)
-
-    return Depends(_guard)
