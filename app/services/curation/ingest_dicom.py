@@ -28,6 +28,7 @@ from app.imaging.dicom_zip import extract_dicom, is_zip
 from app.imaging.nifti import check_same_grid, nifti_stem, open_nifti
 from app.models import User, Volume
 from app.services.curation import ingest as nifti_ingest
+from app.services.curation.ingest_plan import is_dicom_file
 from app.services.curation.volumes import stored_path, volume_out
 from app.settings import Settings
 
@@ -109,9 +110,9 @@ def _scan_source(
         files, non_dicom = [], []
         for f in sorted(p for p in source.rglob("*") if p.is_file() and not p.is_symlink()):
             shown = str(f.relative_to(source))
-            (files if nifti_ingest.is_dicom_file(f) else non_dicom).append((shown, f))
+            (files if is_dicom_file(f) else non_dicom).append((shown, f))
         non_dicom = [s for s, _ in non_dicom]
-    elif source.is_file() and nifti_ingest.is_dicom_file(source):
+    elif source.is_file() and is_dicom_file(source):
         files, non_dicom = [(source.name, source)], []
     else:
         raise InvalidVolume(
@@ -208,8 +209,8 @@ def _scan_mask(settings: Settings, path: Path, dest: Path, shown: str) -> Scan:
         files = extract_dicom(path, dest, settings.max_decompressed_bytes, shown).files
     elif path.is_dir():
         files = [(str(f.relative_to(path)), f) for f in sorted(path.rglob("*"))
-                 if f.is_file() and nifti_ingest.is_dicom_file(f)]  # fmt: skip
-    elif path.is_file() and nifti_ingest.is_dicom_file(path):
+                 if f.is_file() and is_dicom_file(f)]  # fmt: skip
+    elif path.is_file() and is_dicom_file(path):
         files = [(path.name, path)]
     else:
         raise InvalidInput(f"{shown}: a mask is a .nii/.nii.gz, a DICOM SEG, or a zip of DICOM")
