@@ -133,10 +133,22 @@ def conv2d_resample(
     then FIR blur) or `down` (FIR blur, then strided conv) the output is `H * up` or `H / down`,
     pixel-centred like a "same" convolution; `padding` is then ignored.
     """
+    c_out, c_in, kh, kw = weight.shape  # c_in is per group
+    if kh == kw == 1 and groups == 1 and down > 1:
+        # D's 1x1 skip: low-pass and decimate first, as the reference does (a quarter of the
+        # FIR outputs), then mix channels by one matrix product: a 1x1 weight also reads as
+        # channels_last to mkldnn, whose output then makes the gradients behind it channels_last
+        # and costs a copy of the activations at each neighbouring convolution.
+        assert f is not None, "resampling needs a filter"
+        px, py = f.shape[1] - down, f.shape[0] - down
+        pad = ((px + 1) // 2, px // 2, (py + 1) // 2, py // 2)
+        x = upfirdn2d(x, f, down=down, padding=pad, separable=True)
+        n, _, h, w = x.shape
+        y = torch.matmul(weight.reshape(c_out, c_in), x.reshape(n, c_in, h * w))
+        return y.reshape(n, c_out, h, w)
     if up == 1 and down == 1:
         return F.conv2d(x, weight, padding=padding, groups=groups)
     assert f is not None and (up == 1 or down == 1), "resampling needs a filter, up or down"
-    c_out, c_in, kh, kw = weight.shape  # c_in is per group
     fh, fw = f.shape
     if up > 1:
         # Transposed conv = zero insertion + true convolution, so flip to get correlation.
