@@ -130,22 +130,11 @@ def conv2d_resample(
     """Cross-correlate `x` with `weight` `[O, I/groups, k, k]`, optionally with FIR resampling.
 
     Without resampling this is `conv2d(x, weight, padding=padding)`. With `up` (transposed conv,
-    then FIR blur) or `down` (FIR blur, then strided conv) the output is `H * up` or `H / down`,
-    pixel-centred like a "same" convolution; `padding` is then ignored.
+    then FIR blur) or `down` (FIR blur, then strided conv; for a 1x1 kernel, a decimating blur
+    then a channel product) the output is `H * up` or `H / down`, pixel-centred like a "same"
+    convolution; `padding` is then ignored.
     """
     c_out, c_in, kh, kw = weight.shape  # c_in is per group
-    if kh == kw == 1 and groups == 1 and down > 1:
-        # D's 1x1 skip: low-pass and decimate first, as the reference does (a quarter of the
-        # FIR outputs), then mix channels by one matrix product: a 1x1 weight also reads as
-        # channels_last to mkldnn, whose output then makes the gradients behind it channels_last
-        # and costs a copy of the activations at each neighbouring convolution.
-        assert f is not None, "resampling needs a filter"
-        px, py = f.shape[1] - down, f.shape[0] - down
-        pad = ((px + 1) // 2, px // 2, (py + 1) // 2, py // 2)
-        x = upfirdn2d(x, f, down=down, padding=pad, separable=True)
-        n, _, h, w = x.shape
-        y = torch.matmul(weight.reshape(c_out, c_in), x.reshape(n, c_in, h * w))
-        return y.reshape(n, c_out, h, w)
     if up == 1 and down == 1:
         return F.conv2d(x, weight, padding=padding, groups=groups)
     assert f is not None and (up == 1 or down == 1), "resampling needs a filter, up or down"
@@ -159,7 +148,17 @@ def conv2d_resample(
         pad = ((px + 1) // 2, px // 2, (py + 1) // 2, py // 2)
         return upfirdn2d(x, f, padding=pad, gain=up * up, separable=True)
     px, py = fw + kw - down - 1, fh + kh - down - 1
-    x = upfirdn2d(x, f, padding=((px + 1) // 2, px // 2, (py + 1) // 2, py // 2), separable=True)
+    pad = ((px + 1) // 2, px // 2, (py + 1) // 2, py // 2)
+    if kh == kw == 1 and groups == 1:
+        # 1x1 (D's skip): decimate in the FIR, as the reference does (a quarter of its outputs),
+        # then mix channels by one matrix product. mkldnn reads a 1x1 weight as channels_last
+        # too, whose output then makes the gradients behind it channels_last: a copy of the
+        # activations at each neighbouring convolution.
+        x = upfirdn2d(x, f, down=down, padding=pad, separable=True)
+        n, _, h, w = x.shape
+        y = torch.matmul(weight.reshape(c_out, c_in), x.reshape(n, c_in, h * w))
+        return y.reshape(n, c_out, h, w)
+    x = upfirdn2d(x, f, padding=pad, separable=True)
     return F.conv2d(x, weight, stride=down, groups=groups)
 
 

@@ -211,3 +211,14 @@ def test_separable_fir_as_matrix_products_equals_the_convolution(up, down, paddi
         outs.append((y, g, gg))
     for a, b in zip(*outs, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_a_1x1_downsampling_conv_decimates_in_the_filter_with_the_same_result():
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 6, 16, 16), torch.randn(5, 6, 1, 1)
+    f = ops.setup_filter([1, 3, 3, 1])
+    blurred = ops.upfirdn2d(x, f, padding=(1, 1, 1, 1), separable=True)
+    expected = F.conv2d(blurred, w, stride=2)  # blur, then strided 1x1 conv
+    out = ops.conv2d_resample(x, w, f, down=2)
+    assert out.shape == (2, 5, 8, 8) and out.is_contiguous()
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
