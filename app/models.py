@@ -294,6 +294,11 @@ class Job(Base):
         ),
         default=None,
     )
+    # On a cluster (issue 20): the scheduler's id ("slurm:N"), its state in words, and one
+    # entry per launch (segments of a run cut by time limits).
+    scheduler_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    scheduler_state: Mapped[str | None] = mapped_column(Text, default=None)
+    segments: Mapped[list | None] = mapped_column(JSON, default=None)
 
     dataset: Mapped[DatasetVersion] = relationship()
     created_by: Mapped[User | None] = relationship()
@@ -462,6 +467,8 @@ class MetricRun(Base):
     request_key: Mapped[str] = mapped_column(String(64))  # hash of metrics + options
     run_dir: Mapped[str] = mapped_column(Text, default="")  # runs/JOB_ID/metrics/RUN_ID
     pid: Mapped[int | None] = mapped_column(default=None)
+    scheduler_id: Mapped[str | None] = mapped_column(String(64), default=None)  # 0011
+    scheduler_state: Mapped[str | None] = mapped_column(Text, default=None)
     progress: Mapped[dict | None] = mapped_column(JSON, default=None)  # stage, done, total, ...
     result: Mapped[dict | None] = mapped_column(JSON, default=None)  # the CLI's JSON object
     error: Mapped[str | None] = mapped_column(Text, default=None)
@@ -510,6 +517,8 @@ class UtilityRun(Base):
     request_key: Mapped[str] = mapped_column(String(64))
     run_dir: Mapped[str] = mapped_column(Text, default="")  # runs/JOB_ID/utility/RUN_ID
     pid: Mapped[int | None] = mapped_column(default=None)
+    scheduler_id: Mapped[str | None] = mapped_column(String(64), default=None)  # 0011
+    scheduler_state: Mapped[str | None] = mapped_column(Text, default=None)
     progress: Mapped[dict | None] = mapped_column(JSON, default=None)
     result: Mapped[dict | None] = mapped_column(JSON, default=None)  # the CLI's JSON object
     error: Mapped[str | None] = mapped_column(Text, default=None)
