@@ -160,6 +160,8 @@ class Review(Base):
     label: Mapped[str] = mapped_column(String(16))  # normal | tumour
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # made without sight of another reviewer's decision on the slice (revision 0013)
+    independent: Mapped[bool] = mapped_column(default=True, server_default=text("1"))
 
     user: Mapped[User] = relationship()
 

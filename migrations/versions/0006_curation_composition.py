@@ -23,7 +23,13 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("archived_at", sa.DateTime(), nullable=True))
     # Volumes the demo command wrote before this revision live under uploads/demo/.
-    op.execute("UPDATE volumes SET is_demo = 1 WHERE source_path LIKE '%demo/phantom-%'")
+    # a boolean literal that each dialect renders itself (PostgreSQL refuses `= 1`)
+    volumes = sa.table("volumes", sa.column("is_demo", sa.Boolean), sa.column("source_path"))
+    op.execute(
+        volumes.update()
+        .where(volumes.c.source_path.like("%demo/phantom-%"))
+        .values(is_demo=sa.true())
+    )
     with op.batch_alter_table("dataset_versions", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("masks", sa.Boolean(), nullable=False, server_default=sa.false())

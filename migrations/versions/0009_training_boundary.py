@@ -68,9 +68,26 @@ def upgrade() -> None:
         _upgrade()
 
 
+def _recreate() -> str:
+    """SQLite cannot drop an unnamed unique key: the table is copied without it. Elsewhere the
+    key has a name and plain ALTERs do it (PostgreSQL would refuse to drop a referenced table)."""
+    return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
+
+
+def _old_key_name() -> str | None:
+    """The (job_id, kimg) unique key's name as the database reports it (None on SQLite)."""
+    for uq in sa.inspect(op.get_bind()).get_unique_constraints("snapshots"):
+        if uq["column_names"] == ["job_id", "kimg"]:
+            return uq["name"]
+    return None
+
+
 def _upgrade() -> None:
-    with op.batch_alter_table("snapshots", copy_from=_snapshots(), recreate="always") as b:
+    old_key = _old_key_name()
+    with op.batch_alter_table("snapshots", copy_from=_snapshots(), recreate=_recreate()) as b:
         b.add_column(sa.Column("nimg", sa.Integer(), nullable=False, server_default="0"))
+        if old_key:
+            b.drop_constraint(old_key, type_="unique")
     op.execute("UPDATE snapshots SET nimg = kimg * 1000")
     with op.batch_alter_table("snapshots") as b:
         b.create_unique_constraint("uq_snapshots_job_nimg", ["job_id", "nimg"])
@@ -89,7 +106,7 @@ def _downgrade() -> None:
         "DELETE FROM snapshots WHERE id NOT IN "
         "(SELECT MAX(id) FROM snapshots GROUP BY job_id, kimg)"
     )
-    with op.batch_alter_table("snapshots", copy_from=table, recreate="always") as b:
+    with op.batch_alter_table("snapshots", copy_from=table, recreate=_recreate()) as b:
         b.drop_constraint("uq_snapshots_job_nimg", type_="unique")
         b.drop_column("nimg")
         b.create_unique_constraint("uq_snapshots_job_kimg", ["job_id", "kimg"])
