@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from app.db import make_engine, make_sessionmaker, session_scope
+from app.db import display_url, make_engine, make_sessionmaker, session_scope
 from app.errors import DomainError
 from app.migrate import upgrade
 from app.settings import Settings, load_settings
@@ -22,7 +22,7 @@ def _sessions(settings: Settings):
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     settings.ensure_dirs()
     upgrade(settings.database_url)
-    print(f"database at revision head: {settings.database_url}")
+    print(f"database at revision head: {display_url(settings.database_url)}")
     return 0
 
 
