@@ -13,7 +13,7 @@ class Settings:
     data_dir: Path
     database_url: str
     secret_key: str
-    max_upload_bytes: int = 4 * 1024**3
+    max_upload_bytes: int = 1024**3  # a 512×512×1000 int16 CT series is 0.5 GiB
     # Accounts (issue 16). A login session ends after session_max_age_s (absolute) or after
     # session_idle_s without a request; cookie_secure sends the cookie over HTTPS only.
     session_max_age_s: int = 14 * 24 * 3600
@@ -47,7 +47,7 @@ class Settings:
     # most bytes an upload may decompress to (zip members, .nii.gz), checked before writing.
     keep_dicom_originals: bool = False
     deid_salt: str = ""
-    max_decompressed_bytes: int = 8 * 1024**3
+    max_decompressed_bytes: int = 1024**3
 
     @property
     def volumes_dir(self) -> Path:
@@ -123,7 +123,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         database_url=url,
         secret_key=env.get("MEDSYNTH_SECRET_KEY") or _secret_key(data_dir),
-        max_upload_bytes=int(env.get("MEDSYNTH_MAX_UPLOAD_BYTES", 4 * 1024**3)),
+        max_upload_bytes=int(env.get("MEDSYNTH_MAX_UPLOAD_BYTES", 1024**3)),
         **_account_settings(env),
         max_concurrent_jobs=int(env.get("MEDSYNTH_MAX_CONCURRENT_JOBS", 1)),
         max_concurrent_metric_runs=int(env.get("MEDSYNTH_MAX_CONCURRENT_METRIC_RUNS", 1)),
@@ -132,5 +132,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         metrics_feature_extractor=env.get("MEDSYNTH_METRICS_FEATURE_EXTRACTOR", ""),
         keep_dicom_originals=env.get("MEDSYNTH_KEEP_DICOM_ORIGINALS", "") in ("1", "true", "yes"),
         deid_salt=env.get("MEDSYNTH_DEID_SALT", ""),
-        max_decompressed_bytes=int(env.get("MEDSYNTH_MAX_DECOMPRESSED_BYTES", 8 * 1024**3)),
+        max_decompressed_bytes=int(env.get("MEDSYNTH_MAX_DECOMPRESSED_BYTES", 1024**3)),
     )

@@ -198,7 +198,7 @@ def test_re_upload_is_a_conflict_naming_the_volume(settings, db, tmp_path):
 def test_zip_with_dotdot_member_or_too_big_is_refused_before_extraction(settings, db, tmp_path):
     write_series(tmp_path / "s", ct_volume(n=3))
     evil = zip_folder(tmp_path / "s", tmp_path / "hostile.zip", {"../../escape.dcm": b"x" * 200})
-    with db() as session, pytest.raises(InvalidInput, match="'../../escape.dcm' is a '..' path"):
+    with db() as session, pytest.raises(InvalidInput, match="member 4 is a '..' path"):
         ingest_dicom(session, settings, evil)
     bomb = zip_folder(tmp_path / "s", tmp_path / "bomb.zip", {"zeros.bin": bytes(4 * 1024**2)})
     small = dataclasses.replace(settings, max_decompressed_bytes=2 * 1024**2)
