@@ -1,0 +1,86 @@
+"""Two Gloo processes on the CPU under `srun torchrun`, as the app submits a multi-GPU job:
+the job trains to the end, and a job cancelled part-way (SIGTERM) and resumed with
+`--resume latest` in a second job ends bit-identical to the uncut one."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+import pytest
+
+from tests.trainer.helpers import REPO, TINY, load
+from tests.trainer.zipdata import phantom_zip
+from trainer.snapshot import find_latest
+
+TOTAL = "0.256"  # 32 minibatches of 8: seconds on a CPU
+OPTIONS = [*[a for a in TINY if a not in ("--batch", "4")], "--batch", "8", "--tick", "0.032",
+           "--snap", "1", "--ada-kimg", "0.5", "--seed", "7", "--mirror"]  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def batch_script(run_dir, *trainer_args: str) -> str:
+    """Written into the run directory, as the app does; `exec` so signals reach srun."""
+    script = f"""#!/bin/bash
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=2
+#SBATCH --output={run_dir}/slurm-%j.out
+export GLOO_SOCKET_IFNAME=lo OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 PYTHONPATH={REPO}
+exec srun {sys.executable} -m torch.distributed.run --nnodes $SLURM_NNODES --nproc-per-node 2 \\
+  --rdzv-backend c10d --rdzv-endpoint $(hostname):{_free_port()} \\
+  -m trainer train --outdir {run_dir} {" ".join(trainer_args)}
+"""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "job.sh"
+    path.write_text(script)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> str:
+    return phantom_zip(tmp_path_factory.mktemp("data") / "tiny.zip", n=16, res=16)
+
+
+def _submit(slurm, run_dir, *args: str) -> str:
+    return slurm.sbatch(f"--chdir={REPO}", batch_script(run_dir, *args))
+
+
+def _log(run_dir) -> str:
+    return (run_dir / "log.txt").read_text()
+
+
+def test_srun_torchrun_job_trains_and_its_cut_resume_is_exact(slurm, data, tmp_path):
+    uncut, cut = tmp_path / "uncut", tmp_path / "cut"
+    train = ["--data", data, *OPTIONS, "--kimg", TOTAL]
+    job = _submit(slurm, uncut, *train)
+    assert slurm.wait(job, {"COMPLETED"}, timeout=300) == "COMPLETED", _log(uncut)
+    assert "2 process(es)" in _log(uncut) and "done: 0.256 kimg" in _log(uncut)
+    straight = load(find_latest(str(uncut)))
+    assert straight["world_size"] == 2 and straight["progress"]["cur_nimg"] == 256
+
+    job = _submit(slurm, cut, *train)
+    stats = cut / "stats.jsonl"
+    deadline = time.monotonic() + 300
+    while not (stats.exists() and stats.read_text().count("\n") >= 1):
+        assert time.monotonic() < deadline and slurm.squeue_state(job) in {"PENDING", "RUNNING"}
+        time.sleep(0.05)
+    slurm.cancel(job)  # SIGTERM to srun -> torchrun -> both ranks; SIGKILL after KillWait
+    assert slurm.wait(job, {"CANCELLED"}, timeout=120) == "CANCELLED"
+    assert "stop requested (SIGTERM)" in _log(cut)
+    stopped = load(find_latest(str(cut)))["progress"]["cur_nimg"]
+    assert 32 <= stopped < 256, "the job must stop well before the end to test anything"
+
+    job = _submit(slurm, cut, "--resume", "latest", "--kimg", TOTAL)
+    assert slurm.wait(job, {"COMPLETED"}, timeout=300) == "COMPLETED", _log(cut)
+    resumed = load(find_latest(str(cut)))
+    assert resumed["progress"]["cur_nimg"] == 256 and resumed["sampler"] == straight["sampler"]
+    a, b = straight["G_ema"]["state_dict"], resumed["G_ema"]["state_dict"]
+    assert a.keys() == b.keys()
+    assert all(a[k].equal(b[k]) for k in a), "resumed G_ema differs from the uncut run"
