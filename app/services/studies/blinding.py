@@ -3,9 +3,17 @@ source images is reachable by them.
 
 "Source images" are the study's training and real (held-out) dataset versions, every other
 version that shares a source volume with them, those volumes' slices, and every job and
-snapshot trained on any of those versions (their sample grids and generated images look like
-the study's synthetic ones). Generated images are addressed by an opaque token, not a
+snapshot trained on any of those versions, plus the study generator's whole lineage: the
+snapshots it was fine-tuned from and every snapshot fine-tuned from any hidden one, at any depth
+(`lineage`; an imported checkpoint records no parent, so it is judged by its dataset and passes
+its state on through `resume_from` like any other). Their sample grids and generated images look
+like the study's synthetic ones. Generated images are addressed by an opaque token, not a
 snapshot, so they are hidden from such a user altogether.
+
+The truth of another study (kind "study": its results, labelled trial images) is hidden too when
+that study overlaps an unfinished one: it used a hidden dataset version (shared source volumes,
+either direction) or a generator of the same lineage. A finished study's answers would otherwise
+tell the reader which of the next study's images are real.
 
 One rule (`blocked_reason`, enforced by `check`); routers hang it on their image routes with
 `dependencies=[blind("dataset")]` (the FastAPI guard in app/deps.py): it answers 403 with a
@@ -22,9 +30,9 @@ from sqlalchemy.orm import Session
 from app.errors import Forbidden
 from app.models import DatasetItem, Job, MetricRun, Snapshot, Study, StudyReader, Trial, User
 
-KINDS = ("dataset", "volume", "job", "snapshot", "metric_run", "generated")
+KINDS = ("dataset", "volume", "job", "snapshot", "metric_run", "generated", "study")
 PARAMS = {"dataset": "dataset_id", "volume": "volume_id", "job": "job_id",
-          "snapshot": "snapshot_id", "metric_run": "run_id"}  # fmt: skip
+          "snapshot": "snapshot_id", "metric_run": "run_id", "study": "study_id"}  # fmt: skip
 WHAT = {
     "dataset": "this dataset version holds images from the study's source volumes",
     "volume": "this volume is a source of the study's real or training images",
@@ -32,6 +40,7 @@ WHAT = {
     "snapshot": "this snapshot's generator was trained on the study's source images",
     "metric_run": "these metric results show the study's training images",
     "generated": "generated images may come from the study's generator",
+    "study": "this study's answers show real images or a generator that your study also uses",
 }
 
 
@@ -76,14 +85,45 @@ def hidden_for(session: Session, user: User) -> Hidden:
     )
     sharing = select(DatasetItem.dataset_id).where(DatasetItem.volume_id.in_(hidden.volumes))
     hidden.datasets = sources | set(session.scalars(sharing))
-    study_jobs = select(Snapshot.job_id).where(
-        Snapshot.id.in_([s.snapshot_id for s, _, _ in hidden.studies])
-    )
-    hidden.jobs = set(session.scalars(select(Job.id).where(Job.dataset_id.in_(hidden.datasets))))
-    hidden.jobs |= set(session.scalars(study_jobs))
+    trained = set(session.scalars(select(Job.id).where(Job.dataset_id.in_(hidden.datasets))))
+    hidden.jobs = lineage(session, trained, [s.snapshot_id for s, _, _ in hidden.studies])
     snaps = select(Snapshot.id).where(Snapshot.job_id.in_(hidden.jobs))
     hidden.snapshots = set(session.scalars(snaps))
     return hidden
+
+
+def lineage(session: Session, job_ids: set[int], snapshot_ids: list[int]) -> set[int]:
+    """The jobs of `job_ids` and of `snapshot_ids`, the jobs those snapshots were fine-tuned
+    from (up the `resume_from` chain), and every job fine-tuned from any of them, any depth
+    (so siblings too): a fine-tuned copy generates nearly the same image at the same seed."""
+    up: set[int] = set()
+    parents = set(snapshot_ids)
+    while parents:  # up: each snapshot's job, then the snapshot that job resumed from
+        rows = session.execute(
+            select(Job.id, Job.resume_from_snapshot_id)
+            .join(Snapshot, Snapshot.job_id == Job.id)
+            .where(Snapshot.id.in_(parents))
+        ).all()
+        new = {j for j, _ in rows} - up
+        up |= new
+        parents = {p for j, p in rows if p is not None and j in new}
+    jobs = set(job_ids) | up
+    frontier = set(jobs)
+    while frontier:  # down: jobs resumed from a snapshot of a job already hidden
+        children = select(Job.id).join(Snapshot, Job.resume_from_snapshot_id == Snapshot.id)
+        found = set(session.scalars(children.where(Snapshot.job_id.in_(frontier))))
+        frontier = found - jobs
+        jobs |= frontier
+    return jobs
+
+
+def overlaps(hidden: Hidden, study: Study) -> bool:
+    """Whether `study` shares real or training images, or a generator's lineage, with one of
+    the user's unfinished studies (and is not itself one of them)."""
+    if any(s.id == study.id for s, _, _ in hidden.studies):
+        return False
+    used = {study.dataset_id, study.real_dataset_id}
+    return bool(used & hidden.datasets) or study.snapshot_id in hidden.snapshots
 
 
 def _is_hidden(session: Session, hidden: Hidden, kind: str, ident: int | None) -> bool:
@@ -92,6 +132,9 @@ def _is_hidden(session: Session, hidden: Hidden, kind: str, ident: int | None) -
     if kind == "metric_run":
         run = session.get(MetricRun, ident)
         return run is not None and run.snapshot_id in hidden.snapshots
+    if kind == "study":
+        study = session.get(Study, ident)
+        return study is not None and overlaps(hidden, study)
     pool = {"dataset": hidden.datasets, "volume": hidden.volumes, "job": hidden.jobs,
             "snapshot": hidden.snapshots}[kind]  # fmt: skip
     return ident in pool

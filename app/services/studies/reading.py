@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import Study, StudyReader, Trial, User, utcnow
+from app.services.studies import blinding
 from app.services.studies.manage import get_study, progress, reader_of
 
 MAX_COMMENT = 2000
@@ -116,4 +117,5 @@ def trial_image(session: Session, user: User, token: str) -> bytes:
         or trial.issued_at is None
     ):
         raise NotFound("no such image")
+    blinding.check(session, user, "study", trial.reader.study_id)  # a finished study's image
     return Path(trial.image.path).read_bytes()

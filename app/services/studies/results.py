@@ -2,7 +2,8 @@
 
 Admins see everything. A reader sees results only once they have answered every image (or the
 study is closed): the pooled statistics, their own per-reader row and their own trials, never
-another reader's answers.
+another reader's answers; and not while an overlapping study of theirs is unfinished
+(blinding.py, kind "study").
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from app.errors import Forbidden, NotFound
 from app.models import Study, StudyImage, StudyReader, Trial, User
 from app.presentation import metric_views
 from app.services.evaluation.metric_runs import list_runs
+from app.services.studies import blinding
 from app.services.studies.manage import get_study, progress, reader_of, study_summary
 from app.services.studies.stats import (
     CLASS_NAMES,
@@ -76,6 +78,7 @@ def can_see_results(session: Session, study: Study, user: User) -> StudyReader |
     answered, total = progress(session, reader)
     if answered < total and study.state == "open":
         raise Forbidden("results are shown to a reader only after they have answered every image")
+    blinding.check(session, user, "study", study.id)
     return reader
 
 
