@@ -116,6 +116,9 @@ def test_a_run_is_computed_and_shown_with_exports(live_app, admin, world):
         and "utility-curve" in page.text
         and run["verdict"][:20] in (page.text.replace("&#39;", "'"))
     )
+    # one seed: the page says why nothing is called significant, and shows no p-value
+    assert "utility-not-callable" in page.text and "only 1 seed" in page.text
+    assert ", p 0." not in page.text and "<strong>Cannot" not in page.text
     rows = list(
         csv.DictReader(io.StringIO(admin.get(f"/api/utility-runs/{run_id}/results.csv").text))
     )

@@ -16,6 +16,7 @@ def _row(arm, fraction, mean, ci, diff=None, n_real=100, n_syn=0):
 
 RESULT = {
     "task": "segmentation", "metric": "dice",
+    "inference": {"seeds": 3, "patients": 4, "can_call": True, "reason": None},
     "results": [
         _row("real", 0.5, 0.70, [0.66, 0.74], n_real=50),
         _row("real+syn:1", 0.5, 0.78, [0.75, 0.81],
@@ -50,4 +51,5 @@ def test_table_csv_and_curve_cover_every_arm_and_fraction():
     rows = list(csv.DictReader(io.StringIO(report.to_csv(RESULT))))
     assert len(rows) == 5 and rows[1]["p"] == "0.0005" and rows[0]["diff_vs_real"] == ""
     svg = str(report.learning_curve(RESULT))
-    assert svg.count("<polygon") == 3 and svg.count("<circle") == 5  # a CI band per arm
+    assert svg.count("<polygon") == 2 and svg.count("<circle") == 5  # a band per arm of 2+ points
+    assert svg.count("ci-bar") == 5  # and an interval bar at every point

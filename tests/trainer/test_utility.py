@@ -116,6 +116,11 @@ def test_same_seed_gives_the_same_numbers(zips, tmp_path):
     assert set(rows[("real+aug", 0.5)]["diff_vs_real"]) == {"mean", "ci95", "p"}
     assert rows[("real", 0.5)]["n_real"] < rows[("real", 1.0)]["n_real"]
     assert first["test"]["volumes"] == ["1011", "1012", "1013"]
+    raw = rows[("real", 1.0)]["per_patient"]  # the unit of inference: seed x held-out patient
+    assert raw["patients"] == ["1011", "1012", "1013"] and len(raw["by_seed"]) == 2
+    assert np.mean(raw["by_seed"]) == pytest.approx(rows[("real", 1.0)]["mean"])
+    assert not first["inference"]["can_call"] and "2 seeds" in first["inference"]["reason"]
+    assert rows[("real+aug", 0.5)]["diff_vs_real"]["p"] is None  # 2 seeds: no p-value
     assert first["metric"] == "dice" and torch.isfinite(torch.tensor(first["seconds"]))
 
 

@@ -16,8 +16,15 @@ import time
 
 import torch
 
-from trainer.utility import experiment, tasks
-from trainer.utility.data import UtilityError, check_held_out, load_samples, resize, synthetic
+from trainer.utility import experiment, inference, tasks
+from trainer.utility.data import (
+    UtilityError,
+    check_held_out,
+    load_samples,
+    resize,
+    slice_patients,
+    synthetic,
+)
 
 EXIT_USAGE, EXIT_CANCELLED = 2, 4
 METRIC = {"segmentation": "dice", "classification": "roc_auc"}
@@ -155,9 +162,11 @@ def run(args: argparse.Namespace, progress_json: bool) -> dict:
         progress.say(f"generated {len(pool)} synthetic pairs")
     progress.t0 = time.time()  # the remaining-time figure is about training from here
     scores = experiment.run_all(plan, real, test, pool, device, progress)
-    results = experiment.summarise(plan, scores, test)
+    patients = slice_patients(test_ds.provenance, len(test))
+    results = experiment.summarise(plan, scores, test, patients)
     return {
         "task": args.task, "metric": METRIC[args.task], "results": results,
+        "inference": inference.design(plan.seeds, len(set(patients))),
         "test": {"n_slices": len(test), "volumes": volumes,
                  "n_tumour": int(test.classes.sum())},
         "train": {"n_slices": len(real), "resolution": res,

@@ -93,6 +93,18 @@ def source_volumes(provenance: dict) -> dict[str, str]:
     return out
 
 
+def slice_patients(provenance: dict, n: int) -> list[str]:
+    """The source volume (the patient: the unit of inference) of each of the `n` images, in
+    dataset order, as its volume id."""
+    images = provenance.get("images") or []
+    ids = [str(im.get("volume_id", im.get("source_sha256", "?"))) if isinstance(im, dict)
+           else "?" for im in images]  # fmt: skip
+    if len(ids) != n or "?" in ids:
+        raise UtilityError("the test zip's medsynth.json does not name the source volume of "
+                           "every image: export it again from MedSynth")  # fmt: skip
+    return ids
+
+
 def check_held_out(train: dict, test: dict, generator: dict | None = None) -> list[str]:
     """Refuse a test set that shares a source volume (a patient) with the training set or
     with the generator's training data; returns the test volume ids."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trainer.utility import stats, tasks
+from trainer.utility import inference, stats, tasks
 from trainer.utility.data import Samples, UtilityError
 
 _ARM = re.compile(r"^(real|real\+aug|real\+syn:(\d+(\.\d+)?)|syn(:(\d+(\.\d+)?))?)$")
@@ -136,44 +136,57 @@ def _seed_score(task: str, s: dict, test: Samples) -> float:
     return stats.roc_auc(test.classes.numpy(), s["probability"])
 
 
-def summarise(plan: Plan, scores: dict, test: Samples, boot_seed: int = 0) -> list[dict]:
-    """Mean, 95% bootstrap CI over test slices, and the paired difference to `real`."""
-    idx = stats.resample_indices(len(test), seed=boot_seed)
-    labels = test.classes.numpy().astype(float)
+def summarise(plan: Plan, scores: dict, test: Samples, patients: list[str]) -> list[dict]:
+    """Per arm and fraction: the mean over seeds x held-out patients, its 95% interval with the
+    seed and the patient variation in it, the paired difference to `real` (same seeds and
+    patients left out), and the raw per-seed, per-patient scores."""
+    keys, groups = inference.patient_groups(patients)
+    n_seeds, n_patients = plan.seeds, len(keys)
+    labels = test.classes.numpy()
     tumour_slices = (test.masks == 2).flatten(1).any(1).numpy()
     results, reference = [], {}
     for fraction in plan.fractions:
         for arm in plan.arms:
             per_seed = scores[(arm.name, fraction)]
-            if plan.task == "segmentation":
-                table, stat = np.stack([s["liver"] for s in per_seed], 1).mean(1), None
-            else:
-                table = np.column_stack([labels] + [s["probability"] for s in per_seed])
-
-                def stat(x: np.ndarray) -> float:
-                    return float(np.mean([stats.roc_auc(x[:, 0], x[:, j])
-                                          for j in range(1, x.shape[1])]))  # fmt: skip
-
-            summary = stats.bootstrap_mean(table, idx, stat)
+            stat, by_seed = _statistic(plan.task, per_seed, groups, labels)
+            summary = inference.crossed(stat, n_seeds, n_patients)
             n_real, n_syn = plan.counts(arm, fraction)
             row = {"arm": arm.name, "fraction": fraction, "n_real": n_real,
                    "n_synthetic": n_syn, "n_real_available": plan.n_real(fraction),
                    "seeds": [round(_seed_score(plan.task, s, test), 6) for s in per_seed],
-                   "mean": summary["mean"], "ci95": summary["ci95"],
-                   "diff_vs_real": None}  # fmt: skip
+                   "mean": summary["mean"], "ci95": summary["ci95"], "diff_vs_real": None,
+                   "per_patient": {"patients": keys, "n_slices": [len(g) for g in groups],
+                                   "by_seed": by_seed}}  # fmt: skip
             if arm.name == "real":
-                reference[fraction] = summary
+                reference[fraction] = stat
             else:
-                row["diff_vs_real"] = stats.paired_difference(summary, reference[fraction])
+                d = inference.difference(stat, reference[fraction], n_seeds, n_patients)
+                row["diff_vs_real"] = {k: d[k] for k in ("mean", "ci95", "p")}
             if plan.task == "segmentation" and tumour_slices.any():
-                row["tumour_dice"] = _tumour(per_seed, tumour_slices, idx)
+                row["tumour_dice"] = _tumour(per_seed, tumour_slices)
             results.append(row)
     return results
 
 
-def _tumour(per_seed: list[dict], where: np.ndarray, idx: np.ndarray) -> dict:
-    """Tumour Dice over the test slices that contain tumour (its own bootstrap)."""
+def _statistic(task: str, per_seed: list[dict], groups: list[np.ndarray],
+               labels: np.ndarray) -> tuple[inference.Statistic, list | None]:  # fmt: skip
+    """The arm's score as a function of (seeds, patients), and its raw [seed][patient] table
+    (Dice; None for ROC AUC, which a single patient's slices cannot define)."""
+    if task == "segmentation":
+        table = np.array([[s["liver"][g].mean() for g in groups] for s in per_seed])
+        return inference.mean_table(table), np.round(table, 6).tolist()
+
+    def auc(s_idx: np.ndarray, p_idx: np.ndarray) -> float:
+        idx = np.concatenate([groups[p] for p in p_idx])
+        return float(np.mean([stats.roc_auc(labels[idx], per_seed[s]["probability"][idx])
+                              for s in s_idx]))  # fmt: skip
+
+    return auc, None
+
+
+def _tumour(per_seed: list[dict], where: np.ndarray) -> dict:
+    """Tumour Dice over the test slices that contain tumour (descriptive: a slice bootstrap)."""
     t = np.stack([s["tumour"] for s in per_seed], 1).mean(1)[where]
-    sub = stats.resample_indices(len(t), len(idx))
+    sub = stats.resample_indices(len(t))
     s = stats.bootstrap_mean(t, sub)
     return {"mean": s["mean"], "ci95": s["ci95"], "n_slices": int(where.sum())}

@@ -73,6 +73,7 @@ def page_context(session: Session, run: UtilityRun, user: User) -> dict[str, Any
         "table": report.table(result) if result else None,
         "curve": report.learning_curve(result) if result else None,
         "metric_name": report.METRIC_NAMES.get(result.get("metric", ""), "score"),
+        "why_not": report.why_not_callable(result) if result else None,
         "metrics": latest(metric_runs(session, run.snapshot_id)),
         "studies": _studies(session, run.snapshot_id, user),
         "active": run.state in ACTIVE,
