@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base
@@ -161,7 +161,7 @@ class Review(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # made without sight of another reviewer's decision on the slice (revision 0013)
-    independent: Mapped[bool] = mapped_column(default=True, server_default=text("1"))
+    independent: Mapped[bool] = mapped_column(default=True, server_default=true())
 
     user: Mapped[User] = relationship()
 

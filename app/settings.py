@@ -49,6 +49,10 @@ class Settings:
     deid_salt: str = ""
     max_decompressed_bytes: int = 1024**3
 
+    # Tests only (issue 22): hold every review request this long, as a loaded server would;
+    # 0 (the default, never read from the environment) means no delay.
+    review_delay_ms: int = 0
+
     @property
     def volumes_dir(self) -> Path:
         return self.data_dir / "volumes"

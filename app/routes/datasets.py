@@ -24,6 +24,7 @@ from app.schemas.datasets import (
     SplitOut,
 )
 from app.services.accounts.users import list_users
+from app.services.curation import agreement as ag
 from app.services.curation import composition as comp
 from app.services.curation import datasets as service
 from app.services.curation import version_views as views
@@ -108,7 +109,9 @@ def api_list(session: SessionDep, user: CurrentUser) -> list[dict]:
 
 @router.get("/api/datasets/{dataset_id}", response_model=DatasetDetail)
 def api_get(session: SessionDep, user: CurrentUser, dataset_id: int) -> dict:
-    return detail(service.get_dataset(session, dataset_id))
+    """The version, its items and the reviewers' agreement (kappa) on its source volumes."""
+    d = service.get_dataset(session, dataset_id)
+    return detail(d) | {"agreement": ag.dataset_agreement(session, d)}
 
 
 @router.get("/api/datasets/{dataset_id}/export.zip", dependencies=[blind("dataset")])
@@ -220,6 +223,7 @@ def dataset_page(
         "siblings": service.split_siblings(session, d),
         "reviewers": views.reviewers(session, d),
         "creators": views.creators(session, [d]),
+        "agreement": ag.dataset_agreement(session, d),
         "nav": "datasets",
     }
     return render(request, "datasets/detail.html", ctx)

@@ -17,9 +17,11 @@ from app.imaging.window import Window, parse_window
 from app.models import User, Volume
 from app.schemas.volumes import Agreement, ProbeOut, ViewerSettingsIO
 from app.services.accounts.users import list_users
+from app.services.curation import agreement as ag
 from app.services.curation import reviews as rv
 from app.services.curation import viewer as vw
 from app.services.curation import volumes as vs
+from app.services.curation.second_reads import ReadView, read_view
 from app.templating import render
 
 router = APIRouter()
@@ -74,11 +76,16 @@ def api_probe(
     "/api/volumes/{volume_id}/slices/{index}/agreement",
     response_model=Agreement,
 )
-def api_agreement(volume_id: int, index: int, session: SessionDep, user: CurrentUser) -> dict:
-    """How the reviewers' latest decisions on one slice agree."""
+def api_agreement(
+    volume_id: int, index: int, session: SessionDep, user: CurrentUser, reveal: bool = False
+) -> dict:
+    """How the reviewers' latest decisions on one slice agree (for an assigned reviewer, only
+    once they have decided the slice themselves: until then, their own vote alone)."""
     volume = vs.get_volume(session, volume_id)
     vs.check_index(volume, index)
     votes = rv.latest_by_reviewer(session, volume.id).get((volume.id, index), {})
+    if not read_view(session, volume, user, reveal).shows_others(index):
+        votes = {}
     return rv.agreement(votes)
 
 
@@ -133,20 +140,25 @@ def _middle_slice(volume: Volume) -> int:
     return suggested[len(suggested) // 2] if suggested else volume.num_slices // 2
 
 
-def _panel_context(session, volume: Volume, index: int) -> dict:
-    """The review panel of one slice: decision, history, reviewers' agreement."""
-    history = rv.history(session, volume.id, index)
+def _panel_context(session, volume: Volume, index: int, view: ReadView) -> dict:
+    """The review panel of one slice: decision, history, reviewers' agreement; a blinded
+    reviewer sees none of the others' until they have decided the slice."""
+    shows = view.shows_others(index)
+    history = rv.history(session, volume.id, index) if shows else []
     info = volume.slices[index]
-    votes = rv.latest_by_reviewer(session, volume.id).get((volume.id, index), {})
+    votes = rv.latest_by_reviewer(session, volume.id).get((volume.id, index), {}) if shows else {}
+    mine = rv.own_latest(session, volume.id, index, view.user_id)
     return {
         "volume": volume,
         "index": index,
         "info": info,
         "latest": history[0] if history else None,
+        "mine": mine,
+        "blinded": view.blinded,
         "history": history,
         "agreement": rv.agreement(votes) if votes else None,
         "label": history[0].label if history else ("tumour" if info.tumour_pixels else "normal"),
-        "progress": rv.progress(session, volume),
+        "progress": rv.progress_seen(session, volume, view),
     }
 
 
@@ -159,15 +171,23 @@ def _presets(session, user: User) -> list[dict]:
     return built_in + own
 
 
-def _map(session, volume: Volume) -> list[list[int]]:
-    """Per slice [liver px > 0, tumour px > 0, decision 0 none / 1 approved / 2 rejected]."""
-    latest = rv.latest_reviews(session, volume.id)
+def _map(session, volume: Volume, view: ReadView) -> list[list[int]]:
+    """Per slice [liver px > 0, tumour px > 0, decision shown, own decision], decisions coded
+    0 none / 1 approved / 2 rejected; a blinded reviewer is shown their own decisions only."""
+    mine = rv.own_decisions(session, volume.id, view.user_id)
+    latest = {} if view.blinded else rv.latest_reviews(session, volume.id)
     codes = {"approved": 1, "rejected": 2}
+
+    def code(review) -> int:
+        return codes.get(getattr(review, "decision", None), 0)
+
+    own = [code(mine.get(s.index)) for s in volume.slices]
     return [
         [
             int(s.liver_pixels > 0),
             int(s.tumour_pixels > 0),
-            codes.get(getattr(latest.get((volume.id, s.index)), "decision", None), 0),
+            own[s.index] if view.blinded else code(latest.get((volume.id, s.index))),
+            own[s.index],
         ]
         for s in volume.slices
     ]
@@ -184,17 +204,22 @@ def viewer_page(
     ww: str | None = None,
     wl: str | None = None,
     overlay: str | None = None,
+    reveal: bool = False,
 ):
     volume = vs.get_volume(session, volume_id)
     win = _window(session, user, window, ww, wl)
     index = _middle_slice(volume) if slice is None else min(max(slice, 0), volume.num_slices - 1)
-    ctx = _panel_context(session, volume, index) | {
+    view = read_view(session, volume, user, reveal)
+    ctx = _panel_context(session, volume, index, view) | {
         "nav": "volumes",
         "vol": vs.volume_out(volume),
         "window": win,
         "presets": _presets(session, user),
         "overlay": overlay not in (None, "", "none", "0") and volume.has_mask,
-        "map": _map(session, volume),
+        "map": _map(session, volume, view),
+        "reveal": reveal,
+        "can_reveal": user.is_admin and (view.blinded or reveal),
+        "kappa": ag.volume_agreement(session, volume.id, view.within()),
         "reviewers": [u.username for u in rv.assignments(session, volume.id).get(volume.id, [])],
         "users": [u.username for u in list_users(session) if u.is_active] if user.is_admin else [],
         "prefs": vw.viewer_settings(session, user),
@@ -216,14 +241,18 @@ def assign_form(
 
 @router.get("/volumes/{volume_id}/slices/{index}/panel", dependencies=[blind("volume")])
 def review_panel(
-    request: Request, volume_id: int, index: int, session: SessionDep, user: CurrentUser
+    request: Request,
+    volume_id: int,
+    index: int,
+    session: SessionDep,
+    user: CurrentUser,
+    reveal: bool = False,
 ):
     """The review panel for one slice (the viewer swaps it in after a scroll pauses)."""
     volume = vs.get_volume(session, volume_id)
     vs.check_index(volume, index)
-    return render(
-        request, "volumes/viewer.html", _panel_context(session, volume, index), block="review"
-    )
+    ctx = _panel_context(session, volume, index, read_view(session, volume, user, reveal))
+    return render(request, "volumes/viewer.html", ctx, block="review")
 
 
 @router.post("/volumes/{volume_id}/slices/{index}/review")
@@ -236,15 +265,18 @@ def review_form(
     decision: str = Form(""),
     label: str | None = Form(None),
     note: str = Form(""),
+    expected: str | None = Form(None),
+    reveal: bool = False,
 ):
     """Store a decision and answer the updated panel (a plain form post goes back to the
     slice). An empty decision (e.g. Enter in the note field) is refused: nothing stored."""
     if not decision:
         raise InvalidInput("choose Approve or Reject: nothing was stored")
     volume = vs.get_volume(session, volume_id)
-    rv.add_review(session, volume, index, user, decision, label, note)
+    rv.add_review(session, volume, index, user, decision, label, note, expected or None)
     if request.headers.get("HX-Request") != "true":
-        query = urlencode({"slice": index})
+        query = urlencode({"slice": index} | ({"reveal": 1} if reveal else {}))
         return RedirectResponse(f"/volumes/{volume.id}?{query}", status_code=303)
-    ctx = _panel_context(session, volume, index) | {"saved": True}
+    view = read_view(session, volume, user, reveal)
+    ctx = _panel_context(session, volume, index, view) | {"saved": True}
     return render(request, "volumes/viewer.html", ctx, block="review")

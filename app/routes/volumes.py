@@ -6,6 +6,8 @@ for every logged-in user.
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
@@ -16,10 +18,12 @@ from app.imaging.window import parse_window
 from app.models import Volume
 from app.routes import viewer_api
 from app.schemas.volumes import AssignIn, AssignOut, ReviewIn, ReviewOut, SliceOut, VolumeOut
+from app.services.curation import agreement as ag
 from app.services.curation import reviews as rv
 from app.services.curation import volumes as vs
 from app.services.curation.ingest import ingest_file
 from app.services.curation.ingest_dicom import DicomIngest, ingest_dicom, upload_out
+from app.services.curation.second_reads import read_view
 from app.services.curation.uploads import StagedUpload, receive_upload
 from app.templating import is_htmx, render
 
@@ -109,10 +113,16 @@ async def api_upload(
 
 
 @router.get("/api/volumes/{volume_id}", response_model=VolumeOut)
-def api_get(volume_id: int, session: SessionDep, user: CurrentUser) -> dict:
+def api_get(volume_id: int, session: SessionDep, user: CurrentUser, reveal: bool = False) -> dict:
+    """The volume, its progress and the reviewers' agreement (kappa); for a blinded reviewer
+    both are over their own decisions only."""
     volume = vs.get_volume(session, volume_id)
     assigned = rv.assignments(session, volume.id).get(volume.id, [])
-    return _volume_json(volume, rv.progress(session, volume), assigned)
+    view = read_view(session, volume, user, reveal)
+    kappa = ag.volume_agreement(session, volume.id, view.within())
+    return _volume_json(volume, rv.progress_seen(session, volume, view), assigned) | {
+        "agreement": kappa
+    }
 
 
 @router.post("/api/volumes/{volume_id}/archive", response_model=VolumeOut)
@@ -149,15 +159,21 @@ def api_suggestions(volume_id: int, session: SessionDep, user: CurrentUser) -> l
 
 
 @router.get("/api/volumes/{volume_id}/slices", response_model=list[SliceOut])
-def api_slices(volume_id: int, session: SessionDep, user: CurrentUser) -> list[dict]:
-    """Every slice: mask pixel counts, the latest decision/label (or null), reviewer votes."""
+def api_slices(
+    volume_id: int, session: SessionDep, user: CurrentUser, reveal: bool = False
+) -> list[dict]:
+    """Every slice: mask pixel counts, the latest decision/label (or null), reviewer votes;
+    an assigned reviewer sees nothing of the others on the slices they have not decided."""
     volume = vs.get_volume(session, volume_id)
+    view = read_view(session, volume, user, reveal)
     latest = rv.latest_reviews(session, volume.id)
     votes = rv.latest_by_reviewer(session, volume.id)
     out = []
     for s in volume.slices:
         r = latest.get((volume.id, s.index))
         v = votes.get((volume.id, s.index), {})
+        if not view.shows_others(s.index):
+            r, v = None, {}
         out.append(
             {
                 "index": s.index,
@@ -189,17 +205,38 @@ def api_slice_png(
 
 @router.put("/api/volumes/{volume_id}/slices/{index}/review", response_model=ReviewOut)
 def api_review(
-    volume_id: int, index: int, body: ReviewIn, session: SessionDep, user: CurrentUser
+    volume_id: int,
+    index: int,
+    body: ReviewIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
 ) -> dict:
+    """Store a decision on this slice; 409 when `expected` is not the caller's own decision
+    there; the same decision again stores nothing (`created` false)."""
+    if settings.review_delay_ms:  # tests only: a loaded server
+        time.sleep(settings.review_delay_ms / 1000)
     volume = vs.get_volume(session, volume_id)
-    review = rv.add_review(session, volume, index, user, body.decision, body.label, body.note)
-    return {**rv.review_out(review), "progress": rv.progress(session, volume)}
+    vs.check_index(volume, index)
+    before = rv.own_latest(session, volume.id, index, user.id)
+    review = rv.add_review(
+        session, volume, index, user, body.decision, body.label, body.note, body.expected
+    )
+    created = before is None or before.id != review.id
+    progress = rv.progress_seen(session, volume, read_view(session, volume, user))
+    return {**rv.review_out(review), "progress": progress, "created": created}
 
 
 @router.get("/api/volumes/{volume_id}/slices/{index}/reviews", response_model=list[ReviewOut])
-def api_history(volume_id: int, index: int, session: SessionDep, user: CurrentUser) -> list[dict]:
+def api_history(
+    volume_id: int, index: int, session: SessionDep, user: CurrentUser, reveal: bool = False
+) -> list[dict]:
+    """Every decision on the slice, newest first (none for an assigned reviewer who has not
+    decided it yet)."""
     volume = vs.get_volume(session, volume_id)
     vs.check_index(volume, index)
+    if not read_view(session, volume, user, reveal).shows_others(index):
+        return []
     return [rv.review_out(r) for r in rv.history(session, volume.id, index)]
 
 

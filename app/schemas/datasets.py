@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from app.schemas.volumes import ReaderAgreement
+
 
 class SplitIn(BaseModel):
     val: float = Field(0.0, description="fraction of patients for validation")
@@ -63,6 +65,9 @@ class DatasetItemOut(BaseModel):
 class DatasetDetail(DatasetSummary):
     composition: dict | None
     items: list[DatasetItemOut]
+    agreement: ReaderAgreement | None = Field(
+        None, description="reviewers' kappa on the source volumes' slices, as at the freeze"
+    )
 
 
 class SplitOut(BaseModel):

@@ -12,6 +12,17 @@ class Progress(BaseModel):
     total: int
 
 
+class ReaderAgreement(BaseModel):
+    """Chance-corrected agreement of the reviewers' latest approve/reject decisions."""
+
+    readers: list[str]
+    method: str | None = Field(description="cohen (two readers) | fleiss (more) | null")
+    kappa: float | None = Field(description="null when undefined or no common slice")
+    observed: float | None = Field(description="share of common slices all readers agree on")
+    slices: int = Field(description="slices decided by every reader: the kappa rests on these")
+    why: str | None = None
+
+
 class VolumeOut(BaseModel):
     # ingest may add provenance fields (DICOM series); they pass through
     model_config = ConfigDict(extra="allow")
@@ -34,6 +45,7 @@ class VolumeOut(BaseModel):
     created_at: str
     progress: Progress | None = None
     reviewers: list[str] = Field(default_factory=list, description="assigned reviewers")
+    agreement: ReaderAgreement | None = None
 
 
 class SliceOut(BaseModel):
@@ -50,6 +62,11 @@ class ReviewIn(BaseModel):
     decision: str = Field(description="approved | rejected")
     label: str | None = Field(None, description="normal | tumour; default from the mask")
     note: str = ""
+    expected: str | None = Field(
+        None,
+        description="approved | rejected | none: your own decision on the slice as your "
+        "screen showed it; if another is stored by then: 409, nothing stored. Optional.",
+    )
 
 
 class ReviewOut(BaseModel):
@@ -62,6 +79,7 @@ class ReviewOut(BaseModel):
     user: str | None
     created_at: str
     progress: Progress | None = None
+    created: bool = Field(True, description="false: the same decision was already yours")
 
 
 class Agreement(BaseModel):

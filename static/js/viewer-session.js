@@ -1,4 +1,4 @@
-// The viewer's side business (loaded after viewer.js): the user's own window presets, and a
+// The viewer's side business (loaded after viewer-decisions.js): the user's own presets, and a
 // decision the server refused because the session had expired — shown as NOT STORED, kept in
 // sessionStorage across the login, and offered again on the same slice.
 (function () {
@@ -47,26 +47,19 @@
       sessionStorage.removeItem(UNSTORED);
       box.hidden = true;
       V.go(entry.slice, true);
-      V.post(entry);
+      V.post({ volume: entry.volume, slice: entry.slice, decision: entry.decision, label: entry.label, note: entry.note });
     };
   }
-  document.body.addEventListener("htmx:configRequest", (ev) => {
-    if (ev.detail.elt.id !== "review-form") return;
-    const p = ev.detail.formData || ev.detail.parameters;
-    const get = (k) => (p.get ? p.get(k) : p[k]);
-    V.lastPost = { volume: V.data.id, slice: Number(ev.detail.elt.dataset.slice), decision: get("decision"), label: get("label"), note: get("note") };
-  });
+  V.notStored = (entry) => { // viewer-decisions.js: the API answered 401
+    const kept = { volume: entry.volume, slice: entry.slice, decision: entry.decision, label: entry.label, note: entry.note };
+    sessionStorage.setItem(UNSTORED, JSON.stringify(kept));
+    notStored(kept, false);
+  };
   document.body.addEventListener("htmx:beforeOnLoad", (ev) => {
     const to = ev.detail.xhr.getResponseHeader("HX-Redirect");
     if (!to || !to.startsWith("/login")) return;
-    ev.preventDefault(); // stay here: never lose sight of an unsaved decision
-    const path = (ev.detail.pathInfo && ev.detail.pathInfo.requestPath) || "";
-    if (/\/review$/.test(path) && V.lastPost) {
-      sessionStorage.setItem(UNSTORED, JSON.stringify(V.lastPost));
-      notStored(V.lastPost, false);
-    } else {
-      location.assign("/login?next=" + encodeURIComponent(V.pageUrl()));
-    }
+    ev.preventDefault(); // the panel needs a new login: come back to this slice
+    location.assign("/login?next=" + encodeURIComponent(V.pageUrl()));
   });
 
   const unstored = JSON.parse(sessionStorage.getItem(UNSTORED) || "null");

@@ -14,8 +14,10 @@
   let index = D.index, dir = 1, overlay = D.overlay, pending = null, panelTimer = null;
   let win = { name: D.window.name, w: D.window.width, l: D.window.level };
   let view = { zoom: 1, x: 0, y: 0 }, lut = null, lutKey = "";
-  const V = { data: D, go: (n, quiet) => go(n, quiet), post: (e) => post(e), lastPost: null,
-              pageUrl: () => pageUrl(), toast: (m, k) => toast(m, k), win: () => win };
+  const V = { data: D, go: (n, quiet) => go(n, quiet), lastPost: null, index: () => index,
+              pageUrl: () => pageUrl(), toast: (m, k) => toast(m, k), win: () => win,
+              hud: () => hud(), panelSlice: () => panelSlice(), reloadPanel: () => reloadPanel(),
+              paintCell: (i, cls) => paintCell(i, cls), pendingOn: () => false, decide: null };
 
   // ---- slices: fetch, cache, prefetch -------------------------------------------------
   function getBytes(url) {
@@ -122,6 +124,13 @@
       l.style.top = `${(100 * (N - 1 - index + 0.5)) / N}%`;
     });
   }
+  function paintCell(i, cls) { // the volume map's cell: the decision shown, maybe "pending"
+    const cell = $("vmap").children[i], code = D.map[i][2];
+    if (!cell) return;
+    cell.classList.remove("approved", "rejected", "pending");
+    if (code) cell.classList.add(code === 1 ? "approved" : "rejected");
+    if (cls) cell.classList.add(cls);
+  }
   function nextWhere(test) {
     for (let d = 1; d < N; d++) { const i = (index + d) % N; if (test(D.map[i])) return i; }
     return null;
@@ -130,6 +139,7 @@
   // ---- the review panel (htmx) ---------------------------------------------------------
   function pageUrl() {
     const q = new URLSearchParams({ slice: index });
+    if (D.reveal) q.set("reveal", "1");
     if (D.builtins.includes(win.name)) q.set("window", win.name);
     else { q.set("window", "custom"); q.set("ww", Math.round(win.w)); q.set("wl", Math.round(win.l)); }
     if (overlay) q.set("overlay", "mask");
@@ -141,8 +151,12 @@
     panelTimer = setTimeout(() => {
       history.replaceState(null, "", pageUrl());
       if (panelSlice() === index) { runPending(); return; }
-      htmx.ajax("GET", `/volumes/${D.id}/slices/${index}/panel`, { target: "#review", swap: "outerHTML" });
+      reloadPanel();
     }, now ? 0 : 150);
+  }
+  function reloadPanel() {
+    const q = D.reveal ? "?reveal=1" : "";
+    htmx.ajax("GET", `/volumes/${D.id}/slices/${index}/panel${q}`, { target: "#review", swap: "outerHTML" });
   }
   function runPending() {
     if (!pending) return;
@@ -152,19 +166,6 @@
   function later(run) { // on the slice on screen, once its panel is there
     pending = { slice: index, run };
     if (panelSlice() === index) runPending(); else schedulePanel(true);
-  }
-  function post(entry) {
-    V.lastPost = entry;
-    const values = { decision: entry.decision, note: entry.note || "" };
-    if (entry.label) values.label = entry.label;
-    htmx.ajax("POST", `/volumes/${D.id}/slices/${entry.slice}/review`,
-              { source: stage, target: "#review", swap: "outerHTML", values });
-  }
-  function decide(decision) { // the slice on screen, whatever the panel still shows
-    const fresh = panelSlice() === index, form = $("review-form");
-    const checked = fresh && form.querySelector("input[name=label]:checked");
-    post({ volume: D.id, slice: index, decision, label: checked ? checked.value : null,
-           note: fresh ? form.elements.note.value : "" });
   }
 
   // ---- window / level, zoom, pan, probe -------------------------------------------------
@@ -255,13 +256,14 @@
   document.body.addEventListener("htmx:afterSettle", () => {
     const panel = $("review");
     if (!panel) return;
-    const i = Number(panel.dataset.slice), code = { approved: 1, rejected: 2 }[panel.dataset.decision] || 0;
-    D.map[i][2] = code;
-    const cell = $("vmap").children[i];
-    if (cell) { cell.classList.remove("approved", "rejected"); if (code) cell.classList.add(code === 1 ? "approved" : "rejected"); }
+    const i = Number(panel.dataset.slice), codes = { approved: 1, rejected: 2 };
+    if (!V.pendingOn(i)) { // a queued decision there is newer than this panel
+      D.map[i][2] = codes[panel.dataset.decision] || 0;
+      D.map[i][3] = codes[panel.dataset.mine] || 0;
+      paintCell(i);
+    }
     $("advance").checked = localStorage.getItem("medsynth-advance") === "1";
     if (i === index) hud(); else schedulePanel(false);
-    if (panel.dataset.saved && $("advance").checked && i === index) go(index + 1);
     runPending();
   });
   let lastToast = "";
@@ -283,10 +285,11 @@
     if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
     const k = e.key;
     if (k in MOVES) go(index + MOVES[k]);
-    else if (k === "a" || k === "r") decide(k === "a" ? "approved" : "rejected");
+    else if ((k === "a" || k === "r") && V.decide) V.decide(index, k === "a" ? "approved" : "rejected", true);
     else if (LABELS[k]) later(() => document.querySelector(LABELS[k]).click());
-    else if (k === "u") { const i = nextWhere((m) => !m[2]); if (i !== null) go(i); else toast("Every slice is reviewed.", "ok"); }
-    else if (k === "s") { const i = nextWhere((m) => m[0] && !m[2]) ?? nextWhere((m) => m[0]); if (i !== null) go(i); }
+    // u / s: not decided by me (m[3]), whatever the others did
+    else if (k === "u") { const i = nextWhere((m) => !m[3]); if (i !== null) go(i); else toast("You have decided every slice.", "ok"); }
+    else if (k === "s") { const i = nextWhere((m) => m[0] && !m[3]) ?? nextWhere((m) => m[0]); if (i !== null) go(i); }
     else if (k === "o") nav.elements.overlay.click();
     else if (k === "0") $("view-reset").click();
     else if (k === "+" || k === "=") zoomBy(1.25);

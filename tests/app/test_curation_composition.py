@@ -10,12 +10,13 @@ from sqlalchemy import func, select
 
 from app.db import session_scope
 from app.errors import Conflict
-from app.models import DatasetVersion, Review, Volume
+from app.models import DatasetVersion, Review, Volume, VolumeAssignment
 from app.services.curation.composition import Split, VolumeCount, split_volumes
 from app.services.curation.datasets import check_disjoint, heldout_candidates
 from app.services.curation.demo import create_demo
-from tests.app.curation_data import add_volume, off_centre_body, review
+from tests.app.curation_data import add_volume, off_centre_body, review, user
 
+READERS = ("reader1", "reader2")
 FREEZE = {"name": "liver-32", "resolution": 32, "window": "liver", "bit_depth": 8}
 
 
@@ -27,6 +28,10 @@ def five(live_app):
         for n in range(1, 6):
             vol = add_volume(s, live_app.settings, off_centre_body(), f"vol-{n}")
             vol.is_demo = n == 5
+            if n == 1:  # two assigned readers: independent reads (issue 22)
+                for name in READERS:
+                    s.add(VolumeAssignment(volume_id=vol.id, user_id=user(s, name).id))
+                s.flush()
             for index in range(3):
                 review(s, vol, index, "reader1", label="tumour" if index == 1 else "normal")
             if n == 1:

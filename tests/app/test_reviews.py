@@ -155,4 +155,7 @@ def test_two_reviewers_approving_at_the_same_moment_both_count(live_app):
     assert results == [200] * 12
     with live_app.client("admin") as c:
         hist = c.get("/api/volumes/1/slices/40/reviews").json()
-    assert len(hist) == 12 and {h["user"] for h in hist} == {"reader1", "reader2", "admin"}
+        votes = c.get("/api/volumes/1/slices/40/agreement").json()
+    # a repeat with nobody in between stores nothing (issue 22), so rows depend on the order
+    assert 3 <= len(hist) <= 12 and {h["user"] for h in hist} == {"reader1", "reader2", "admin"}
+    assert votes["reviewers"] == 3 and votes["approved"] == 3

@@ -82,7 +82,12 @@ def _chosen_review(
     latest: Review, votes: dict[int, Review], filters: Filters, reviewer_id: int | None
 ) -> Review | None:
     """The review that puts a slice in the freeze (its provenance), or None if it is out."""
-    approvals = sum(r.decision == "approved" for r in votes.values())
+    # k >= 2 asks for several reads: only independent ones (made without sight of another
+    # reviewer's decision, reviews.py) count; k = 1 is any approval.
+    approvals = sum(
+        r.decision == "approved" and (r.independent or filters.min_reviewers == 1)
+        for r in votes.values()
+    )
     if approvals < filters.min_reviewers:
         return None
     if reviewer_id is not None:

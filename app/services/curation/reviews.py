@@ -1,19 +1,22 @@
 """Slice reviews: append-only rows (who, when, decision, label, note); the latest one counts.
 
 Several reviewers may review a volume (assignments); per slice, each reviewer's latest
-decision is their vote, shown as agreement and used by "approved by >= k reviewers"."""
+decision is their vote, shown as agreement and used by "approved by >= k reviewers".
+A decision names what its author saw before (`expected`), so a late keystroke cannot land
+on a slice it was not meant for, and repeating one's own decision stores nothing."""
 
 from __future__ import annotations
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from app.errors import InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.models import Review, SliceInfo, User, Volume, VolumeAssignment
-from app.services.curation import audit
+from app.services.curation import audit, second_reads
 from app.services.curation.volumes import check_index
 
 DECISIONS = ("approved", "rejected")
+EXPECTED = ("approved", "rejected", "none")  # what the author saw: their own decision or none
 LABELS = ("normal", "tumour")
 MAX_NOTE = 2000
 
@@ -36,17 +39,34 @@ def add_review(
     decision: str,
     label: str | None = None,
     note: str = "",
+    expected: str | None = None,
 ) -> Review:
-    """Record a decision as a new row (never an update) and commit it."""
+    """Record a decision as a new row (never an update) and commit it.
+
+    `expected` is the author's own decision on the slice as their screen showed it ("none"
+    if they had none); a different one stored meanwhile is a 409, nothing is guessed. The
+    same decision again (see `_repeats`) returns the author's latest row: no new row."""
     check_index(volume, index)
     if decision not in DECISIONS:
         raise InvalidInput(f"decision must be 'approved' or 'rejected', not {decision!r}")
-    label = label or default_label(session, volume, index)
+    if expected is not None and expected not in EXPECTED:
+        raise InvalidInput(f"expected must be 'approved', 'rejected' or 'none', not {expected!r}")
+    mine = own_latest(session, volume.id, index, user.id)
+    label = label or (mine.label if mine is not None else default_label(session, volume, index))
     if label not in LABELS:
         raise InvalidInput(f"label must be 'normal' or 'tumour', not {label!r}")
     note = (note or "").strip()
     if len(note) > MAX_NOTE:
         raise InvalidInput(f"note is too long ({len(note)} characters, at most {MAX_NOTE})")
+    if _repeats(session, mine, decision, label, note):
+        return mine
+    seen = mine.decision if mine is not None else "none"
+    if expected is not None and expected != seen:
+        raise Conflict(
+            f"slice {index + 1}: your decision there is {_said(seen)}, not {_said(expected)} "
+            "as your screen showed; nothing was stored. Look at the slice again and decide."
+        )
+    independent = second_reads.is_independent(session, volume.id, index, user, mine is not None)
     review = Review(
         volume_id=volume.id,
         slice_index=index,
@@ -54,6 +74,7 @@ def add_review(
         decision=decision,
         label=label,
         note=note,
+        independent=independent,
     )
     session.add(review)
     try:
@@ -62,6 +83,33 @@ def add_review(
         session.rollback()
         raise
     return review
+
+
+def _repeats(session: Session, mine: Review | None, decision: str, label: str, note: str) -> bool:
+    """A repeated key: the author's own decision again, nobody decided the slice since, and
+    no new note. (After another reviewer's row it is a new row: "the latest one counts".)"""
+    if (
+        mine is None
+        or (mine.decision, mine.label) != (decision, label)
+        or note not in ("", mine.note)
+    ):
+        return False
+    newest = select(func.max(Review.id)).where(
+        Review.volume_id == mine.volume_id, Review.slice_index == mine.slice_index
+    )
+    return session.scalar(newest) == mine.id
+
+
+def _said(decision: str) -> str:
+    return "no decision" if decision == "none" else f"'{decision}'"
+
+
+def own_latest(session: Session, volume_id: int, index: int, user_id: int) -> Review | None:
+    """The user's own latest decision on one slice."""
+    query = select(Review).where(
+        Review.volume_id == volume_id, Review.slice_index == index, Review.user_id == user_id
+    )
+    return session.scalar(query.order_by(Review.id.desc()).limit(1))
 
 
 def _latest_ids(volume_id: int | None = None):
@@ -204,3 +252,32 @@ def assign(session: Session, volume: Volume, usernames: list[str], by: User) -> 
     audit.record(session, "volume.assign", by, f"volume:{volume.id}", reviewers=names)
     session.commit()
     return users
+
+
+def own_decisions(session: Session, volume_id: int, user_id: int) -> dict[int, Review]:
+    """slice index -> the user's own latest decision on this volume."""
+    ids = (
+        select(func.max(Review.id))
+        .where(Review.volume_id == volume_id, Review.user_id == user_id)
+        .group_by(Review.slice_index)
+    )
+    return {r.slice_index: r for r in session.scalars(select(Review).where(Review.id.in_(ids)))}
+
+
+def progress_seen(session: Session, volume: Volume, view: second_reads.ReadView) -> dict:
+    """Progress as this viewer may see it: a blinded reviewer's own decisions only."""
+    if view.blinded:
+        return own_progress(volume, own_decisions(session, volume.id, view.user_id))
+    return progress(session, volume)
+
+
+def own_progress(volume: Volume, mine: dict[int, Review]) -> dict[str, int]:
+    """Progress as a blinded reviewer sees it: their own decisions only."""
+    approved = sum(r.decision == "approved" for r in mine.values())
+    rejected = len(mine) - approved
+    return {
+        "approved": approved,
+        "rejected": rejected,
+        "unreviewed": volume.num_slices - approved - rejected,
+        "total": volume.num_slices,
+    }
