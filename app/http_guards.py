@@ -145,9 +145,14 @@ async def guard_input(request: Request) -> None:
         raise InvalidInput(detail)
 
 
+SERVER_ERROR = "the server failed to answer this request; the error is logged for an admin"
+
+
 class SecurityHeaders:
     """Pure ASGI middleware: the same security headers on every response, static files and
-    errors included."""
+    errors included. An exception no handler took becomes a plain 500 here, inside this
+    middleware, so it carries the headers too (Starlette's own 500 is sent outside every
+    middleware); the exception is raised on so the server still logs it."""
 
     def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
         self.app = app
@@ -167,11 +172,33 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 present = {k.lower() for k, _ in message.get("headers", [])}
                 extra = [(k, v) for k, v in self.headers if k not in present]
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if not started:
+                await _server_error(scope, send_with_headers)
+            raise
+
+
+async def _server_error(scope: Scope, send: Send) -> None:
+    """A 500 without a traceback: JSON under /api, else plain text."""
+    if scope.get("path", "").startswith("/api"):
+        body, ctype = json.dumps({"detail": SERVER_ERROR}).encode(), b"application/json"
+    else:
+        body, ctype = f"Server error: {SERVER_ERROR}.".encode(), b"text/plain; charset=utf-8"
+    # the server drops the connection after an exception: say so, so no client reuses it
+    headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]  # fmt: skip
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -22,7 +22,7 @@ from app.services.curation import reviews as rv
 from app.services.curation import viewer as vw
 from app.services.curation import volumes as vs
 from app.services.curation.second_reads import ReadView, read_view
-from app.templating import render
+from app.templating import is_htmx, render
 
 router = APIRouter()
 RAW_CACHE = "private, max-age=3600"  # cache files never change once written
@@ -251,6 +251,8 @@ def review_panel(
     """The review panel for one slice (the viewer swaps it in after a scroll pauses)."""
     volume = vs.get_volume(session, volume_id)
     vs.check_index(volume, index)
+    if not is_htmx(request):  # the panel lives on the viewer page: open that at this slice
+        return RedirectResponse(f"/volumes/{volume.id}?slice={index}", status_code=303)
     ctx = _panel_context(session, volume, index, read_view(session, volume, user, reveal))
     return render(request, "volumes/viewer.html", ctx, block="review")
 
