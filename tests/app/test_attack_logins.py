@@ -106,3 +106,47 @@ def test_a_stale_or_missing_form_token_is_refused_without_counting(live_app):
             assert c.post("/login", data=data).status_code == 403
     with browser(live_app.url) as c:
         assert login(c, "reader1").status_code == 303
+
+
+def _device(url: str, agent: str) -> httpx.Client:
+    return httpx.Client(base_url=url, follow_redirects=False, timeout=60,
+                        headers={"User-Agent": agent})  # fmt: skip
+
+
+def test_a_known_device_logs_in_through_a_strangers_back_off(live_app):
+    slow = replace(live_app.settings, login_backoff_s=60.0, login_backoff_max_s=600.0)
+    with _server(slow) as url:
+        with _device(url, "owner-laptop") as owner:
+            assert login(owner, "reader1").status_code == 303  # history: this browser, address
+            owner.post("/logout", headers={"X-CSRF-Token": page_token(owner.get("/").text)})
+        with _device(url, "attacker") as attacker:
+            codes = [login(attacker, "reader1", f"guess-{i}").status_code for i in range(8)]
+            assert codes[:5] == [401] * 5 and codes[-1] == 429
+            assert login(attacker, "reader1").status_code == 429  # the right answer, unknown device
+        with _device(url, "owner-laptop") as owner:
+            r = login(owner, "reader1")
+            assert r.status_code == 303, r.text
+            assert owner.get("/api/me").json()["username"] == "reader1"
+
+
+def test_a_known_device_still_backs_off_its_own_guesses(live_app):
+    slow = replace(live_app.settings, login_backoff_s=60.0, login_backoff_max_s=600.0)
+    with _server(slow) as url:
+        with _device(url, "owner-laptop") as owner:
+            assert login(owner, "reader2").status_code == 303
+        with _device(url, "owner-laptop") as owner:  # a fresh cookie jar, the same browser
+            codes = [login(owner, "reader2", f"guess-{i}").status_code for i in range(7)]
+            assert codes[:5] == [401] * 5 and codes[-1] == 429
+            assert login(owner, "reader2").status_code == 429  # its guesses are throttled too
+
+
+def test_spraying_unknown_names_does_not_lock_out_a_known_colleague(live_app):
+    slow = replace(live_app.settings, login_backoff_s=60.0, login_backoff_max_s=600.0)
+    with _server(slow) as url:
+        with _device(url, "colleague-pc") as colleague:
+            assert login(colleague, "reader2").status_code == 303
+        with _device(url, "sprayer") as sprayer:  # same address: one NAT
+            codes = [login(sprayer, f"nobody{i}", "x-guess-1").status_code for i in range(25)]
+            assert codes[-1] == 429  # the address backs off after login_free_attempts_ip
+        with _device(url, "colleague-pc") as colleague:
+            assert login(colleague, "reader2").status_code == 303

@@ -28,10 +28,18 @@ class LoggedIn:
     csrf: str
 
 
-def _prepare(session: Session, keys: list[str], username: str) -> tuple[User | None, str]:
-    throttle.check(session, keys)  # 429 before any argon2 work
+def _prepare(
+    session: Session, settings: Settings, username: str, client: str, agent: str
+) -> tuple[User | None, str, list[str]]:
+    """The account, the hash to verify against and the throttle keys (checked: 429 before any
+    argon2 work). A device that logged into this account before is throttled on its own."""
     user = session.scalar(select(User).where(User.username == username))
-    return user, user.password_hash if user is not None else dummy_hash()
+    device = None
+    if user is not None and client and sessions.seen_device(session, settings, user, client, agent):
+        device = throttle.device_key(user.id, client, agent)
+    keys = throttle.keys(username, client, device)
+    throttle.check(session, keys)
+    return user, user.password_hash if user is not None else dummy_hash(), keys
 
 
 def _failed(session: Session, settings: Settings, keys: list[str], username: str, client: str):
@@ -56,8 +64,9 @@ async def log_in(
 ) -> LoggedIn | None:
     """A session for the right password of an active account, else None (audited either way).
     Raises TooManyRequests while the account or the address is backing off."""
-    keys = throttle.keys(username, client)
-    user, stored = await run_in_threadpool(_prepare, session, keys, username)
+    user, stored, keys = await run_in_threadpool(
+        _prepare, session, settings, username, client, agent
+    )
     ok = await verify_password_async(stored, password)
     if user is None or not ok or not user.is_active:
         await run_in_threadpool(_failed, session, settings, keys, username, client)

@@ -52,6 +52,23 @@ def start(session: Session, user: User, client: str = "", agent: str = "") -> tu
     return sid, row.csrf
 
 
+def seen_device(session: Session, settings: Settings, user: User, client: str, agent: str) -> bool:
+    """Whether this address and browser logged into `user` within the session lifetime: the
+    login throttle lets such a device's right password through a stranger's back-off."""
+    since = utcnow() - timedelta(seconds=settings.session_max_age_s)
+    found = session.scalar(
+        select(LoginSession.id)
+        .where(
+            LoginSession.user_id == user.id,
+            LoginSession.client == client[:64],
+            LoginSession.user_agent == agent[:200],
+            LoginSession.created_at >= since,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 def _end_rows(session: Session, where, reason: str) -> int:  # noqa: ANN001
     result = session.execute(
         update(LoginSession)

@@ -4,10 +4,17 @@ A few free failures, then a back-off that doubles with each further failure up t
 success clears the account's count, and counts are forgotten after a quiet day. Nobody is ever
 locked out for good: the longest wait is `login_backoff_max_s`. While a key is blocked the
 password is not even checked (no argon2 work for the attacker to cause) and nothing is counted.
+
+Guesses are throttled, not the owner: from a known device (an address and browser that have
+logged into this account before, see `sessions.seen_device`) only that device's own key counts
+and gates, so neither strangers failing on the account nor strangers spraying names from the
+same address (one NAT, one proxy) keep the owner out; a device that guesses wrong backs off
+on its own key like any other.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import timedelta
 
@@ -20,12 +27,21 @@ from app.models import LoginThrottle, utcnow
 from app.settings import Settings
 
 
-def keys(username: str, client: str) -> list[str]:
-    """The account's key (case-insensitive, whether or not it exists) and the address's key."""
+def keys(username: str, client: str, device: str | None = None) -> list[str]:
+    """The keys an attempt is checked and counted on: a known device's own key alone, else the
+    account's key (case-insensitive, whether or not it exists) and the address's key."""
+    if device is not None:
+        return [device]
     out = [f"user:{username.strip().lower()[:150]}"]
     if client:
         out.append(f"ip:{client[:150]}")
     return out
+
+
+def device_key(user_id: int, client: str, agent: str) -> str:
+    """A known device's key: the account and a digest of (address, user agent)."""
+    digest = hashlib.sha256(f"{client}\n{agent}".encode()).hexdigest()[:40]
+    return f"dev:{user_id}:{digest}"
 
 
 def _free(settings: Settings, key: str) -> int:
@@ -93,9 +109,9 @@ def record_failure(session: Session, settings: Settings, key_list: list[str]) ->
 
 
 def record_success(session: Session, key_list: list[str]) -> None:
-    """A right password clears the account's count (not the address's: one valid account must
-    not reset an attacker's counter against the others)."""
-    user_keys = [k for k in key_list if k.startswith("user:")]
+    """A right password clears the account's or the device's count (not the address's: one
+    valid account must not reset an attacker's counter against the others)."""
+    user_keys = [k for k in key_list if k.startswith(("user:", "dev:"))]
     session.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(user_keys)))
 
 
