@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text, true
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false, text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base
@@ -101,7 +101,7 @@ class Volume(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
     # issue 14 (curation): phantom volumes from `python -m app demo`; archived = hidden from
     # lists and freezes but kept for the audit trail and the versions that use it
-    is_demo: Mapped[bool] = mapped_column(default=False, server_default=text("0"))
+    is_demo: Mapped[bool] = mapped_column(default=False, server_default=false())
     archived_at: Mapped[datetime | None] = mapped_column(default=None)
     # issue 12 (DICOM ingest): de-identified provenance. Keys are salted HMAC-SHA256 hashes
     # (patient_key groups a patient's volumes for patient-level splits); content_sha256 is the
@@ -187,7 +187,7 @@ class DatasetVersion(Base):
     # issue 14 (curation): masks in the export zip (written by export.py), the patient-level
     # split this version is part of (train | val | test, versions of one freeze share
     # split_group) and the filters it was composed with
-    masks: Mapped[bool] = mapped_column(default=False, server_default=text("0"))
+    masks: Mapped[bool] = mapped_column(default=False, server_default=false())
     split: Mapped[str | None] = mapped_column(String(8), default=None)
     split_group: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
     composition: Mapped[dict | None] = mapped_column(JSON, default=None)
@@ -535,3 +535,14 @@ class UtilityRun(Base):
     train_dataset: Mapped[DatasetVersion] = relationship(foreign_keys=[train_dataset_id])
     test_dataset: Mapped[DatasetVersion] = relationship(foreign_keys=[test_dataset_id])
     created_by: Mapped[User | None] = relationship()
+
+
+class MonitorLease(Base):
+    """Which app instance runs the passes of one monitor (0012): `owner` holds it until
+    `expires_at` (naive UTC) unless it renews; see app/services/monitor_lease.py."""
+
+    __tablename__ = "monitor_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(160))
+    expires_at: Mapped[datetime]

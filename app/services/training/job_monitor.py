@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
 from app.models import Job, Snapshot, utcnow
+from app.services.monitor_lease import DEFAULT_TTL_S, LeaseHolder
 from app.services.training import retention
 from app.services.training.jobs import LIVE, resumable_from
 from app.settings import Settings
@@ -49,8 +50,11 @@ class JobMonitor:
         interval: float = 1.0,
         devices: Devices | None = None,
         followers: Sequence[Follower] = (),
+        lease_ttl_s: float = DEFAULT_TTL_S,
     ):
         self.settings = settings
+        # Several app instances on one database: only the lease holder runs the passes.
+        self.lease = LeaseHolder(sessions, "job-monitor", lease_ttl_s)
         self.followers = tuple(followers)
         self.sessions = sessions
         self.interval = interval
@@ -102,8 +106,13 @@ class JobMonitor:
             self._wake.clear()
 
     def run_once(self, start: bool = True) -> None:
-        """One pass over the jobs, then each follower; a failing part does not stop the others."""
+        """One pass over the jobs, then each follower; a failing part does not stop the others.
+        Skipped unless this instance holds the monitor lease (another app may run the passes)."""
         with self._lock:
+            held: list[bool] = []
+            self._guarded("lease", lambda _start: held.append(self.lease.hold()), start)
+            if not (held and held[0]):
+                return
             self._guarded("jobs", self._jobs_pass, start)
             for follower in self.followers:
                 self._guarded(follower.name, lambda s, f=follower: self._tick(f, s), start)
