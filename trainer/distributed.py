@@ -6,7 +6,10 @@ double-backward regularisers simple. Every helper is a no-op in a single process
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,11 +48,25 @@ def init_from_env(device: torch.device) -> DistInfo:
     if world <= 1:
         return DistInfo()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    _stop_with_launcher()
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         kwargs = {"device_id": device} if device.type == "cuda" else {}
         dist.init_process_group(backend, rank=rank, world_size=world, **kwargs)
     return DistInfo(rank, world, local)
+
+
+def _stop_with_launcher() -> None:
+    """Under torchrun, have the kernel send SIGTERM when the launcher dies. torchrun starts its
+    workers in sessions of their own, so when it is killed outright (`srun` turns a SIGTERM
+    into SIGKILL; a scheduler tracking process groups stops there) they would train on with
+    nobody to report to; SIGTERM makes them stop at a minibatch boundary with a snapshot."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() == 1:  # the launcher died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def active() -> bool:

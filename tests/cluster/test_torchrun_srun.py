@@ -4,6 +4,7 @@ the job trains to the end, and a job cancelled part-way (SIGTERM) and resumed wi
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -84,3 +85,43 @@ def test_srun_torchrun_job_trains_and_its_cut_resume_is_exact(slurm, data, tmp_p
     a, b = straight["G_ema"]["state_dict"], resumed["G_ema"]["state_dict"]
     assert a.keys() == b.keys()
     assert all(a[k].equal(b[k]) for k in a), "resumed G_ema differs from the uncut run"
+
+
+def _trainers_of(run_dir) -> list[int]:
+    """Pids of processes whose command line names this run directory."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if str(run_dir).encode() in f.read():
+                    pids.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def _wait_no_trainers(run_dir, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _trainers_of(run_dir):
+        assert time.monotonic() < deadline, f"trainer processes outlived the job: {_log(run_dir)}"
+        time.sleep(0.2)
+
+
+def test_a_killed_torchrun_leaves_no_worker_behind_and_they_stop_with_a_snapshot(
+    slurm, data, tmp_path
+):
+    # A SIGTERM to the batch shell (--signal=B:TERM@N, or `scancel --batch`) reaches `exec srun`,
+    # which turns it into SIGKILL for torchrun. torchrun's workers run in sessions of their own,
+    # so proctrack/pgid (unlike a cgroup) does not reach them: they must notice the death.
+    run = tmp_path / "run"
+    job = _submit(slurm, run, "--data", data, *OPTIONS, "--kimg", "100")
+    stats = run / "stats.jsonl"
+    deadline = time.monotonic() + 300
+    while not (stats.exists() and stats.read_text().count("\n") >= 1):
+        assert time.monotonic() < deadline and slurm.squeue_state(job) in {"PENDING", "RUNNING"}
+        time.sleep(0.05)
+    slurm.cancel(job, "--batch", "--signal=TERM")
+    slurm.wait(job, {"COMPLETED", "FAILED", "CANCELLED"}, timeout=120)
+    _wait_no_trainers(run, timeout=120)
+    assert "stop requested (SIGTERM)" in _log(run)
+    assert load(find_latest(str(run)))["progress"]["cur_nimg"] < 100_000
