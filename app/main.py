@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.db import make_engine, make_sessionmaker
@@ -104,6 +104,14 @@ def _install_storage_handlers(app: FastAPI) -> None:
     async def _overflow(request: Request, exc: OverflowError) -> Response:
         # SQLite refuses Python ints beyond 64 bits (ids in a query string or form, say).
         return _error_response(request, 422, "a number in the request is out of range")
+
+    @app.exception_handler(DataError)
+    async def _data_error(request: Request, exc: DataError) -> Response:
+        # PostgreSQL checks what SQLite lets through: INTEGER ids beyond 32 bits, text longer
+        # than its column, NUL characters (psycopg refuses them).
+        return _error_response(
+            request, 422, "a value in the request is out of range or too long to be stored"
+        )
 
     @app.exception_handler(UnicodeEncodeError)
     async def _unencodable(request: Request, exc: UnicodeEncodeError) -> Response:

@@ -60,7 +60,8 @@ def test_start_up_sweeps_what_a_killed_server_left(settings, db):
     orphan, orphan_mask, kept, young, tmp_zip, real_zip = _leftovers(settings)
     port = _free_port()
     env = {**os.environ, "MEDSYNTH_DATA": str(settings.data_dir),
-           "MEDSYNTH_SECRET_KEY": settings.secret_key}  # fmt: skip
+           "MEDSYNTH_SECRET_KEY": settings.secret_key,
+           "MEDSYNTH_DATABASE_URL": settings.database_url}  # fmt: skip
     server = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

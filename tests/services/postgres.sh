@@ -62,11 +62,13 @@ start() {
   # Local socket: trust for the owner (to create the role); TCP: password only.
   as_owner "$bin/initdb" -D "$DATA" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
     -E UTF8 --no-locale >&2
-  # The tests' data is throw-away: no fsync, so each CREATE DATABASE is cheap.
+  # The tests' data is throw-away: no fsync (each CREATE DATABASE is cheap), no autovacuum
+  # (a vacuum worker in a test's database would hold up its DROP).
   as_owner "$bin/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w -t 50 start -o \
-    "-h 127.0.0.1 -p $port -k $DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >&2
+    "-h 127.0.0.1 -p $port -k $DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c autovacuum=off -c max_connections=200" >&2
   as_owner "$bin/psql" -h "$DIR" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -q \
-    -c "CREATE ROLE $ROLE LOGIN CREATEDB PASSWORD '$pw'" >&2
+    -c "CREATE ROLE $ROLE LOGIN CREATEDB PASSWORD '$pw'" \
+    -c "GRANT pg_signal_backend TO $ROLE" >&2  # DROP DATABASE ... WITH (FORCE) after a test
   echo "$pw" >"$DIR/password"
   echo "$port" >"$DIR/port"
   log "running on 127.0.0.1:$port (data in $DATA)"
