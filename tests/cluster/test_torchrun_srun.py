@@ -125,3 +125,19 @@ def test_a_killed_torchrun_leaves_no_worker_behind_and_they_stop_with_a_snapshot
     _wait_no_trainers(run, timeout=120)
     assert "stop requested (SIGTERM)" in _log(run)
     assert load(find_latest(str(run)))["progress"]["cur_nimg"] < 100_000
+
+
+def test_a_time_limit_signal_to_the_steps_stops_torchrun_workers_with_a_snapshot(
+    slurm, data, tmp_path
+):
+    # --signal=TERM@N without B: goes to the job steps, i.e. torchrun, which passes SIGTERM on
+    # to its workers (the batch shell would turn it into SIGKILL, see above). torchrun itself
+    # then exits 1 (its SignalException), so the job ends FAILED: the run directory tells why.
+    run = tmp_path / "run"
+    job = slurm.sbatch(f"--chdir={REPO}", "--partition=short", "--time=1", "--signal=TERM@50",
+                       batch_script(run, "--data", data, *OPTIONS, "--kimg", "100"))  # fmt: skip
+    state = slurm.wait(job, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=300)
+    assert state != "TIMEOUT", "the trainer must stop on the signal, before the limit"
+    _wait_no_trainers(run, timeout=60)
+    assert "stop requested (SIGTERM)" in _log(run)
+    assert 32 <= load(find_latest(str(run)))["progress"]["cur_nimg"] < 100_000
