@@ -4,6 +4,7 @@ result, the newest number of each metric for a snapshot, and a job's FID-over-ki
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import ACTIVE_METRIC_STATES, MetricRun, Snapshot
+from app.presentation.server_paths import without_server_paths
 from app.services.evaluation.metric_plan import MetricPlan
 from app.services.evaluation.metric_runs import ALL_METRICS, list_runs
 
@@ -70,8 +72,14 @@ def headline(result: Mapping[str, Any] | None) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def run_dict(run: MetricRun) -> dict[str, Any]:
-    """A run as the API returns it: state, options, progress, and the result when there is one."""
+def run_dict(run: MetricRun, admin: bool) -> dict[str, Any]:
+    """A run as the API returns it: state, options, progress, and the result when there is one;
+    server paths and the pid for admins only."""
+    out = _run_dict(run)
+    return out if admin else without_server_paths(out)
+
+
+def _run_dict(run: MetricRun) -> dict[str, Any]:
     result = run.result
     return {
         "id": run.id, "snapshot_id": run.snapshot_id, "state": run.state,
@@ -108,10 +116,10 @@ def latest(runs: Iterable[MetricRun]) -> dict[str, Any] | None:
     return {**{k: None for keys in HEADLINE_KEYS.values() for k in keys}, **out, "runs": sources}
 
 
-def metrics_of_snapshot(session: Session, snapshot_id: int) -> dict[str, Any]:
+def metrics_of_snapshot(session: Session, snapshot_id: int, admin: bool) -> dict[str, Any]:
     """GET /api/snapshots/{id}/metrics: every run (newest first) and the latest numbers."""
     runs = list_runs(session, snapshot_id)
-    return {"snapshot_id": snapshot_id, "runs": [run_dict(r) for r in runs],
+    return {"snapshot_id": snapshot_id, "runs": [run_dict(r, admin) for r in runs],
             "latest": latest(runs)}  # fmt: skip
 
 
@@ -161,11 +169,12 @@ def panel_context(
     form: Mapping[str, Any] | None = None,
     error: str | None = None,
     plan: MetricPlan | None = None,
+    admin: bool = False,
 ) -> dict[str, Any]:
     """The snapshot page's Metrics section: the form (loaded on its own when there is no plan
     yet, since measuring the machine takes seconds), live runs, results and failures."""
     runs = list_runs(session, snap.id)
-    views = [run_dict(r) for r in runs]
+    views = [run_dict(r, admin) for r in runs]
     completed = [v for v in views if v["state"] == "completed"]
     return {
         "metric_runs": views,
@@ -178,3 +187,11 @@ def panel_context(
         "metric_labels": LABELS,
         "metric_all": ALL_METRICS,
     }
+
+
+def plan_for_viewer(plan: MetricPlan, admin: bool) -> MetricPlan:
+    """The plan as a reviewer may see it: reasons and errors without the weights folder."""
+    if admin:
+        return plan
+    shown = without_server_paths(plan.plan)
+    return replace(plan, plan=shown, error=without_server_paths(plan.error))

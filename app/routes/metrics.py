@@ -30,13 +30,14 @@ def _wake(request: Request) -> None:
 
 @router.get("/api/snapshots/{snapshot_id}/metrics", response_model=SnapshotMetricsOut)
 def api_list(session: SessionDep, user: CurrentUser, snapshot_id: int) -> dict:
-    return views.metrics_of_snapshot(session, snapshot_id)
+    return views.metrics_of_snapshot(session, snapshot_id, user.is_admin)
 
 
 @router.get("/api/snapshots/{snapshot_id}/metrics/plan", response_model=MetricPlanOut)
 def api_plan(session: SessionDep, settings: SettingsDep, user: CurrentUser, snapshot_id: int):
     """What a run can do on this machine: metrics and why not, GPU, a default count, time."""
     plan = svc.plan_of(session, settings, snapshot_id)
+    plan = views.plan_for_viewer(plan, user.is_admin)
     metrics = {m: {"runnable": plan.runnable(m), "reason": plan.reason(m), "note": plan.note(m)}
                for m in svc.ALL_METRICS}  # fmt: skip
     can = [m for m in svc.ALL_METRICS if plan.runnable(m)]
@@ -60,17 +61,17 @@ def api_start(
     identical, already active) run; without num, the count that fits this machine."""
     run, _ = svc.start_run(session, settings, snapshot_id, body.raw() if body else {}, admin)
     _wake(request)
-    return views.run_dict(run)
+    return views.run_dict(run, admin=True)
 
 
 @router.get("/api/metric-runs/{run_id}", response_model=MetricRunOut)
 def api_get(session: SessionDep, user: CurrentUser, run_id: int) -> dict:
-    return views.run_dict(svc.get_run(session, run_id))
+    return views.run_dict(svc.get_run(session, run_id), user.is_admin)
 
 
 @router.post("/api/metric-runs/{run_id}/cancel", response_model=MetricRunOut)
 def api_cancel(session: SessionDep, admin: AdminUser, run_id: int) -> JSONResponse:
-    out = views.run_dict(svc.cancel_run(session, run_id, admin))
+    out = views.run_dict(svc.cancel_run(session, run_id, admin), admin=True)
     return JSONResponse(out, status_code=202 if out["cancelling"] else 200)
 
 
@@ -105,7 +106,8 @@ def _panel(
     last one finishes, the whole section replaces itself so the results appear. `part`
     "form" / "estimate": the start form, or its estimate line, for the current choices."""
     snap = get_snapshot(session, snapshot_id)
-    ctx = {"snap": snap, **views.panel_context(session, snap, **extra)}
+    admin = request.state.user.is_admin  # server paths for admins only
+    ctx = {"snap": snap, **views.panel_context(session, snap, admin=admin, **extra)}
     if part in ("form", "estimate"):
         return render(request, "metrics/panel.html", ctx, block=f"metric_{part}")
     if live_only and ctx["metric_active"]:
@@ -133,7 +135,7 @@ def panel(
     if part == "estimate":
         form = {k: v for k, v in request.query_params.items() if k not in ("part", "metrics")}
         form["metrics"] = request.query_params.getlist("metrics")
-    plan = _plan(session, settings, snapshot_id)
+    plan = views.plan_for_viewer(_plan(session, settings, snapshot_id), user.is_admin)
     return _panel(request, session, snapshot_id, part=part, plan=plan, form=form)
 
 

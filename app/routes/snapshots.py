@@ -132,7 +132,8 @@ def _page(
     ctx = {"nav": "jobs", "snap": snap, "job": snap.job, "gen": None, "seeds": "0-15",
            "trunc": 1.0, "class_idx": None, "gen_error": None,
            "tumour_share": svc.label_mix(snap),
-           **metric_views.panel_context(session, snap), **(extra or {})}  # fmt: skip
+           **metric_views.panel_context(session, snap, admin=request.state.user.is_admin),
+           **(extra or {})}  # fmt: skip
     return render(request, "snapshots/detail.html", ctx, block="generated")
 
 

@@ -40,7 +40,7 @@ class MetricRunOut(BaseModel):
     cancelling: bool
     metrics: list[str]
     options: dict[str, Any]
-    pid: int | None
+    pid: int | None = Field(description="the metrics process (admins only)")
     progress: dict[str, Any] | None
     error: str | None
     exit_code: int | None
@@ -49,7 +49,7 @@ class MetricRunOut(BaseModel):
     started_at: str | None
     finished_at: str | None
     cancel_requested_at: str | None
-    run_dir: str
+    run_dir: str | None = Field(description="the run's folder on the server (admins only)")
     estimate_s: float | None
     skipped: dict[str, str] = Field(default_factory=dict, description="metric → why not run")
     errors: dict[str, str] = Field(default_factory=dict, description="metric → why it failed")
