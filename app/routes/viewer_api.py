@@ -5,6 +5,7 @@ Included by app/routes/volumes.py, so the volume URLs stay in one router."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -22,6 +23,7 @@ from app.services.curation import reviews as rv
 from app.services.curation import viewer as vw
 from app.services.curation import volumes as vs
 from app.services.curation.second_reads import ReadView, read_view
+from app.settings import Settings
 from app.templating import is_htmx, render
 
 router = APIRouter()
@@ -132,6 +134,12 @@ def _window(session, user: User, name: str | None, ww=None, wl=None) -> Window:
         if p["name"] == name:
             return Window(name, float(p["width"]), float(p["level"]))
     return parse_window(name)
+
+
+def slow_review(settings: Settings) -> None:
+    """Tests only: answer a review as late as a loaded server would (review_delay_ms)."""
+    if settings.review_delay_ms:
+        time.sleep(settings.review_delay_ms / 1000)
 
 
 def _middle_slice(volume: Volume) -> int:
@@ -263,6 +271,7 @@ def review_form(
     volume_id: int,
     index: int,
     session: SessionDep,
+    settings: SettingsDep,
     user: CurrentUser,
     decision: str = Form(""),
     label: str | None = Form(None),
@@ -274,6 +283,7 @@ def review_form(
     slice). An empty decision (e.g. Enter in the note field) is refused: nothing stored."""
     if not decision:
         raise InvalidInput("choose Approve or Reject: nothing was stored")
+    slow_review(settings)
     volume = vs.get_volume(session, volume_id)
     rv.add_review(session, volume, index, user, decision, label, note, expected or None)
     if request.headers.get("HX-Request") != "true":

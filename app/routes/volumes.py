@@ -6,8 +6,6 @@ for every logged-in user.
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
@@ -214,8 +212,7 @@ def api_review(
 ) -> dict:
     """Store a decision on this slice; 409 when `expected` is not the caller's own decision
     there; the same decision again stores nothing (`created` false)."""
-    if settings.review_delay_ms:  # tests only: a loaded server
-        time.sleep(settings.review_delay_ms / 1000)
+    viewer_api.slow_review(settings)
     volume = vs.get_volume(session, volume_id)
     vs.check_index(volume, index)
     before = rv.own_latest(session, volume.id, index, user.id)

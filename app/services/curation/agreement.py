@@ -8,7 +8,7 @@ P_e = sum_j p_j^2, with n ratings per slice."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
@@ -79,7 +79,7 @@ def latest_votes(session: Session, volume_ids: list[int], before: datetime | Non
     """Each reviewer's latest decision per slice of these volumes (made before `before`)."""
     ids = select(func.max(Review.id)).where(Review.volume_id.in_(volume_ids))
     if before is not None:
-        ids = ids.where(Review.created_at <= before)
+        ids = ids.where(Review.created_at < before)
     ids = ids.group_by(Review.volume_id, Review.slice_index, Review.user_id)
     out: Votes = {}
     rows = session.scalars(
@@ -101,5 +101,7 @@ def volume_agreement(session: Session, volume_id: int, within: set[int] | None =
 
 def dataset_agreement(session: Session, dataset: DatasetVersion) -> dict:
     """Agreement over the slices of the version's source volumes, as it stood at the freeze."""
-    votes = latest_votes(session, version_volume_ids(dataset), before=dataset.created_at)
+    # created_at is kept to the second (medsynth.json): the reviews of that second count too
+    before = dataset.created_at + timedelta(seconds=1)
+    votes = latest_votes(session, version_volume_ids(dataset), before=before)
     return summarize(votes, _names(votes))
