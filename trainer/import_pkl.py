@@ -171,17 +171,27 @@ def _load(net: torch.nn.Module, tensors: dict[str, torch.Tensor], what: str) -> 
     net.load_state_dict({**ours, **{k: t.float() for k, t in tensors.items()}})
 
 
+def load_reference_generator(G: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy a reference G's tensors, named as in its state_dict, into our Generator `G`."""
+    res = G.synthesis.block_resolutions
+    mapped = {}
+    for name, t in tensors.items():
+        ours, rotate = _g_name(name, res)
+        mapped[ours] = t.flip([2, 3]) if rotate else t
+    _load(G, mapped, "G")
+
+
+def load_reference_discriminator(D: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy a reference D's tensors, named as in its state_dict, into our Discriminator `D`."""
+    res = D.block_resolutions
+    _load(D, {_d_name(n, res): t for n, t in tensors.items()}, "D")
+
+
 def build_generator(rec: PersistentRecord, channels: int | None = None):
     from trainer.networks import Generator
 
-    kwargs = generator_kwargs(rec)
-    G = Generator(**kwargs)
-    res = G.synthesis.block_resolutions
-    tensors = {}
-    for name, t in module_tensors(rec).items():
-        ours, rotate = _g_name(name, res)
-        tensors[ours] = t.flip([2, 3]) if rotate else t
-    _load(G, tensors, "G")
+    G = Generator(**generator_kwargs(rec))
+    load_reference_generator(G, module_tensors(rec))
     return convert_generator(G, channels) if channels else G
 
 
@@ -189,8 +199,7 @@ def build_discriminator(rec: PersistentRecord, channels: int | None = None):
     from trainer.networks import Discriminator
 
     D = Discriminator(**discriminator_kwargs(rec))
-    res = D.block_resolutions
-    _load(D, {_d_name(n, res): t for n, t in module_tensors(rec).items()}, "D")
+    load_reference_discriminator(D, module_tensors(rec))
     return convert_discriminator(D, channels) if channels else D
 
 
