@@ -7,9 +7,10 @@
     adds (target <= 5 s). The batch script also stamps when it began, which splits the added
     time into scheduling and the rest.
 (b) Following: 100 held jobs (`sbatch --hold --wrap 'sleep 600'`), then one
-    `squeue --jobs=<100 ids>` call and one `scontrol show job -o` call timed (wall and the
-    child's CPU seconds); at one call per 5 s polling pass that is the app's CPU share of one
-    core (target < 5 %). slurmctld's own CPU per call is given where its pid is readable.
+    `squeue --jobs=<100 ids>` call and one `scontrol show job -o` call timed (wall, and CPU
+    seconds of the caller and the child); at one call per 5 s polling pass that is the app's
+    CPU share of one core (target < 5 %); medians of 20 calls. slurmctld's own CPU per call
+    is given where its pid is readable.
     The held jobs are cancelled at the end, whatever happens.
 
     python bench/slurm_overhead.py [--repeat 3] [--jobs 100] [--interval 5]
@@ -102,15 +103,22 @@ def slurm_start(data: str, run_dir: Path) -> tuple[float, float]:
         _wait_gone(job)
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children: the caller's fork/exec and
+    output parsing count as much as the client's own work."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        total += r.ru_utime + r.ru_stime
+    return total
+
+
 def _timed(*cmd: str) -> tuple[float, float, int]:
-    """(wall s, child CPU s, output lines) of one call."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
+    """(wall s, CPU s of caller + child, output lines) of one call."""
+    cpu0, t0 = _cpu(), time.perf_counter()
     out = _run(*cmd)
     wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, len(out.splitlines())
+    return wall, _cpu() - cpu0, len(out.splitlines())
 
 
 def _ctld_cpu() -> float | None:
@@ -169,7 +177,7 @@ def main() -> None:
             first, start = slurm_start(data, root / f"slurm{i}")
             slurm.append(first)
             began.append(start)
-        follow = follow_cost(args.jobs, args.interval, max(args.repeat, 3))
+        follow = follow_cost(args.jobs, args.interval, 20)
     med = statistics.median
     result = {
         "bench": "slurm_overhead",
