@@ -6,8 +6,11 @@ counts independent reads."""
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 
 from app.db import session_scope
+from app.migrate import alembic_config, upgrade
 from app.services.curation.agreement import cohen_kappa, fleiss_kappa
 from tests.app.curation_data import add_volume, off_centre_body
 
@@ -130,3 +133,46 @@ def test_k_reviewers_counts_only_independent_reads(volume, admin):
     _decide(volume, "reader2", {0: "approved"})
     preview = admin.post("/api/datasets/preview", json={"volume_ids": [1], "min_reviewers": 2})
     assert preview.json()["total"] == 0
+
+
+def test_the_migration_marks_earlier_reads_seen_by_a_later_reviewer(tmp_path):
+    """Before 0013 everyone saw every decision: a review after another reviewer's is not
+    independent; the column goes away again on downgrade."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    upgrade(url, "0013")
+    command.downgrade(alembic_config(url), "0013-1")
+    engine = sa.create_engine(url)
+    rows = [(1, 3, 1), (2, 3, 2), (3, 3, 1), (4, 5, 2), (5, 5, 2)]  # id, slice, user
+    with engine.begin() as c:
+        for uid in (1, 2):
+            c.execute(
+                sa.text(
+                    "INSERT INTO users (id, username, password_hash, role, is_active, created_at)"
+                    " VALUES (:id, :name, 'x', 'reviewer', :yes, '2026-01-01 00:00:00')"
+                ),
+                {"id": uid, "name": f"r{uid}", "yes": True},
+            )
+        c.execute(
+            sa.text(
+                "INSERT INTO volumes (id, name, source_path, source_sha256, cache_path, shape,"
+                " spacing, affine, hu_min, hu_max, created_at) VALUES (1, 'v', 'v', 'h', 'v',"
+                " '[1, 1, 8]', '[1, 1, 1]', '[]', 0, 1, '2026-01-01 00:00:00')"
+            )
+        )
+        for rid, index, uid in rows:
+            c.execute(
+                sa.text(
+                    "INSERT INTO reviews (id, volume_id, slice_index, user_id, decision, label,"
+                    " note, created_at) VALUES (:id, 1, :i, :u, 'approved', 'normal', '',"
+                    " '2026-01-01 00:00:00')"
+                ),
+                {"id": rid, "i": index, "u": uid},
+            )
+    upgrade(url, "0013")
+    with engine.connect() as c:
+        flags = dict(c.execute(sa.text("SELECT id, independent FROM reviews ORDER BY id")).all())
+    assert flags == {1: True, 2: False, 3: False, 4: True, 5: True}
+    command.downgrade(alembic_config(url), "0013-1")
+    with engine.connect() as c:
+        assert "independent" not in {col["name"] for col in sa.inspect(c).get_columns("reviews")}
+    engine.dispose()
