@@ -22,6 +22,10 @@
 #   may come up to that much earlier or later than asked; limits are whole minutes.
 # - Finished jobs stay in squeue --states=all / scontrol for MinJobAge seconds, then up to
 #   another purge interval (about a minute) before they leave.
+# - slurmd.log starts with "mpi/pmix: can not load PMIx library": harmless (MpiDefault=none).
+# - srun turns a SIGTERM it receives into SIGKILL for its tasks: a batch script that does
+#   `exec srun torchrun ...` must get its time-limit warning on the steps (--signal=TERM@N, no
+#   B:); torchrun's workers run in their own sessions, outside proctrack/pgid's reach.
 set -euo pipefail
 
 DIR="${MEDSYNTH_SLURM_DIR:-/tmp/medsynth-slurm}"
@@ -113,7 +117,7 @@ wait_idle() {
     state="$(SLURM_CONF="$CONF" sinfo --noheader --nodes="$host" --format=%T 2>/dev/null | head -n 1 || true)"
     case "$state" in
       idle | mixed | allocated) return 0 ;;
-      down* | drain*) SLURM_CONF="$CONF" scontrol update nodename="$host" state=resume >&2 2>&1 || true ;;
+      down* | drain*) SLURM_CONF="$CONF" scontrol update nodename="$host" state=resume >&2 || true ;;
     esac
     sleep 0.5
   done
