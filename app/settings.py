@@ -35,6 +35,23 @@ class Settings:
     # Training jobs (issue 4): how many trainer subprocesses may run at once.
     max_concurrent_jobs: int = 1
     python_executable: str = field(default_factory=lambda: os.environ.get("MEDSYNTH_PYTHON", ""))
+    # Where trainer commands run (issue 20): "local" (children of this app) or "slurm" (batch
+    # jobs; the data folder must then be on a filesystem the compute nodes share). The slurm_*
+    # values become #SBATCH lines; a job's GPUs, nodes and time limit come from its form.
+    executor: str = "local"
+    slurm_partition: str = ""
+    slurm_account: str = ""
+    slurm_qos: str = ""
+    slurm_gpus_per_node: int = 1  # the job form's default on a cluster
+    slurm_nodes: int = 1
+    slurm_cpus: int = 0  # --cpus-per-task; 0: the partition's default
+    slurm_mem: str = ""  # --mem, e.g. "64G"; empty: the partition's default
+    slurm_time_limit: str = ""  # --time when the form leaves it empty, e.g. "24:00:00"
+    slurm_signal_margin_s: int = 300  # SIGTERM this long before the limit: snapshot, requeue
+    slurm_extra: str = ""  # more #SBATCH lines, separated by ';' (e.g. "--constraint=a100")
+    slurm_env_setup: str = ""  # a shell line before the command, e.g. "source /opt/ms/bin/activate"
+    slurm_max_jobs: int = 100  # submitted at once (the scheduler queues them)
+    slurm_max_segments: int = 50  # automatic requeues of one job after time limits
     # Metric runs (issue 5): few at once and at a lower CPU priority, so training keeps going.
     max_concurrent_metric_runs: int = 1
     metric_run_nice: int = 10  # added to the metrics process's niceness (0: same as the app)
@@ -48,7 +65,6 @@ class Settings:
     keep_dicom_originals: bool = False
     deid_salt: str = ""
     max_decompressed_bytes: int = 1024**3
-
     # Tests only (issue 22): hold every review request this long, as a loaded server would;
     # 0 (the default, never read from the environment) means no delay.
     review_delay_ms: int = 0
@@ -119,6 +135,21 @@ def _account_settings(env: dict[str, str]) -> dict:
     return out
 
 
+def _executor_settings(env: dict[str, str]) -> dict:
+    """MEDSYNTH_EXECUTOR and MEDSYNTH_SLURM_* (issue 20)."""
+    executor = (env.get("MEDSYNTH_EXECUTOR") or "local").strip().lower()
+    if executor not in ("local", "slurm"):
+        raise ValueError(f"MEDSYNTH_EXECUTOR must be 'local' or 'slurm', not {executor!r}")
+    out: dict = {"executor": executor}
+    kinds = {"partition": str, "account": str, "qos": str, "gpus_per_node": int, "nodes": int,
+             "cpus": int, "mem": str, "time_limit": str, "signal_margin_s": int, "extra": str,
+             "env_setup": str, "max_jobs": int, "max_segments": int}  # fmt: skip
+    for name, kind in kinds.items():
+        if (value := env.get("MEDSYNTH_SLURM_" + name.upper())) not in (None, ""):
+            out["slurm_" + name] = kind(value)
+    return out
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     data_dir = Path(env.get("MEDSYNTH_DATA", "./data")).resolve()
@@ -130,6 +161,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         max_upload_bytes=int(env.get("MEDSYNTH_MAX_UPLOAD_BYTES", 1024**3)),
         **_account_settings(env),
         max_concurrent_jobs=int(env.get("MEDSYNTH_MAX_CONCURRENT_JOBS", 1)),
+        **_executor_settings(env),
         max_concurrent_metric_runs=int(env.get("MEDSYNTH_MAX_CONCURRENT_METRIC_RUNS", 1)),
         metric_run_nice=int(env.get("MEDSYNTH_METRIC_RUN_NICE", 10)),
         metrics_extractor_module=env.get("MEDSYNTH_METRICS_EXTRACTOR_MODULE", ""),

@@ -1,7 +1,8 @@
 """`python -m trainer train|generate|metrics|info`: the trainer's whole outside interface.
 
-Exit codes: 0 done or stopped by SIGTERM/SIGINT (snapshot written), 1 unexpected error
-(traceback in log.txt, message on stderr), 2 usage, dataset or snapshot error.
+Exit codes of `train`: 0 done, 4 stopped by SIGTERM/SIGINT before its kimg (snapshot written:
+continue with `--resume latest`), 1 unexpected error (traceback in log.txt, message on stderr),
+2 usage, dataset or snapshot error. The same code is left in the run folder's `exit.json`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 import traceback
 
-from trainer import distributed
+from trainer import distributed, exit_record
 from trainer.dataset import DatasetError, load_dataset
 from trainer.options import (
     UsageError,
@@ -130,6 +131,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     logs: list = []
     rc = 1
+    main_rank = os.environ.get("RANK", "0") == "0"
+    run_dir = os.path.abspath(args.outdir) if args.outdir else ""
+    if main_rank and run_dir:
+        exit_record.clear(run_dir)
     with StopFlag() as stop:
         try:
             rc = _train(args, stop, logs)
@@ -144,7 +149,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         finally:
             for log in logs:
                 log.close()
-            distributed.shutdown(clean=rc == 0)
+            distributed.shutdown(clean=rc in (0, exit_record.EXIT_STOPPED))
+            if main_rank and run_dir and os.path.isdir(run_dir):
+                exit_record.write(run_dir, rc, stop.signal_name)
 
 
 def _report(logs: list, msg: str, quiet: bool = False) -> None:

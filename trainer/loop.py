@@ -19,6 +19,7 @@ from trainer import distributed, snapshot
 from trainer.config import RunConfig
 from trainer.dataset import ImageDataset
 from trainer.distributed import DistInfo
+from trainer.exit_record import EXIT_STOPPED
 from trainer.generate import save_sample_grid
 from trainer.hu import hu_mapping
 from trainer.interrupt import StepGuard, StepInterrupted, interruptible
@@ -219,14 +220,15 @@ def _write_stats(run: Run, rec: dict) -> None:
 
 
 def _stop(run: Run, trainer: Trainer, progress: Progress, tick_elapsed: float) -> int:
-    """Stop at this minibatch boundary with a snapshot (unless one was just written)."""
+    """Stop at this minibatch boundary with a snapshot (unless one was just written): exit
+    EXIT_STOPPED, so a scheduler (or the app) knows the run is resumable, not done."""
     run.log.line(
         f"stop requested ({run.stop.signal_name or 'signal'}) at kimg {trainer.cur_nimg / 1000:.3f}"
     )
     if progress.last_snapshot_nimg == trainer.cur_nimg:
-        return 0
+        return EXIT_STOPPED
     progress.tick_elapsed = tick_elapsed
-    return 0 if take_snapshot(run, trainer, progress, grid=False) else 1
+    return EXIT_STOPPED if take_snapshot(run, trainer, progress, grid=False) else 1
 
 
 def training_loop(run: Run, trainer: Trainer, progress: Progress) -> int:

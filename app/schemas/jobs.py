@@ -33,11 +33,17 @@ BOUNDS: dict[str, tuple[float, float, bool]] = {
     "cmax": (1, 2048, False),
     "zdim": (1, 2048, False),
     "gpus": (0, 64, False),
+    "nodes": (1, 64, False),
+    "time_limit_min": (1, 60 * 24 * 365, False),
     "metrics_every": (0, 100_000, False),
     "keep_snapshots": (1, 10_000, False),
 }
 _INTS = {"resolution", "batch", "snap", "seed", "cbase", "cmax", "zdim", "gpus", "metrics_every",
-         "keep_snapshots", "dataset_id", "resume_from"}  # fmt: skip
+         "keep_snapshots", "dataset_id", "resume_from", "nodes", "time_limit_min"}  # fmt: skip
+
+
+_BOOLS = ("cond", "mirror", "keep_best_fid", "confirm_long")
+KIMG_REQUIRED = "say how long: the length in kimg (thousands of real images shown), e.g. 12"
 
 
 def _b(name: str, **kw: Any) -> Any:
@@ -53,7 +59,8 @@ class JobOptionsIn(BaseModel):
 
     dataset_id: int | None = None
     resolution: int | None = _b("resolution", description="must equal the dataset's")
-    kimg: float | None = _b("kimg", description="length in thousands of real images shown")
+    kimg: float | None = _b("kimg", description="required: length in thousands of real images "
+                            "shown (an empty field is an error, not a default)")  # fmt: skip
     batch: int | None = _b("batch", description="default: the trainer's auto batch")
     gamma: float | None = _b("gamma", description="R1 weight; default 0.0002 · res² / batch")
     aug: Literal["ada", "noaug"] | None = None
@@ -61,17 +68,25 @@ class JobOptionsIn(BaseModel):
     target: float | None = _b("target", description="ADA target, 0 < t < 1")
     cond: bool = False
     mirror: bool = False
-    snap: int | None = _b("snap", description="snapshot every N ticks")
+    snap: int | None = _b("snap", description="snapshot every N ticks (default: about every "
+                            "2 minutes at the estimated speed)")  # fmt: skip
     seed: int | None = _b("seed")
-    tick: float | None = _b("tick", description="kimg per tick")
+    tick: float | None = _b("tick", description="kimg per tick (default: a tick within about "
+                            "a minute at the estimated speed, at most 4)")  # fmt: skip
     cbase: int | None = _b("cbase", description="channel base")
     cmax: int | None = _b("cmax", description="channel maximum")
     zdim: int | None = _b("zdim", description="latent size")
-    gpus: int | None = _b("gpus", description="0 = CPU")
+    gpus: int | None = _b("gpus", description="0 = CPU; on a cluster: GPUs per node")
+    nodes: int | None = _b("nodes", description="cluster only: nodes (one torchrun each)")
+    time_limit_min: int | None = _b(
+        "time_limit_min",
+        description="cluster only: minutes per segment; the job is requeued until done",
+    )
     resume_from: int | None = Field(None, description="snapshot to fine-tune from")
     metrics_every: int | None = _b("metrics_every", description="FID/KID every N snapshots")
     keep_snapshots: int | None = _b("keep_snapshots", description="newest N kept (+ best FID)")
     keep_best_fid: bool = True
+    confirm_long: bool = Field(False, description="start even though the estimate exceeds a day")
     preset: Literal[PRESETS] | None = Field(None, description="cpu: small channels")  # type: ignore[valid-type]
     precision: Literal[PRECISIONS] | None = Field(  # type: ignore[valid-type]
         None,
@@ -84,8 +99,8 @@ class JobOptionsIn(BaseModel):
     def _blank_is_default(cls, v: Any, info: Any) -> Any:
         """A form's empty field means "the default"; booleans are never numbers."""
         if isinstance(v, str) and v.strip() == "":
-            return False if info.field_name in ("cond", "mirror") else None
-        if isinstance(v, bool) and info.field_name not in ("cond", "mirror", "keep_best_fid"):
+            return False if info.field_name in ("cond", "mirror", "confirm_long") else None
+        if isinstance(v, bool) and info.field_name not in _BOOLS:
             raise ValueError("must be a number, not true/false")
         return v.strip() if isinstance(v, str) else v
 
@@ -210,3 +225,6 @@ class EstimateOut(BaseModel):
     first_progress_s: float | None = None
     device: str | None = None
     errors: dict[str, str] | None = None
+    measured: bool = Field(False, description="sec_per_kimg measured here (`trainer info speed`)")
+    over_a_day: bool = Field(False, description="starting it needs confirm_long")
+    measure_error: str | None = None

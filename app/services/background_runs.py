@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import signal
-import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,16 +28,12 @@ from app.errors import Conflict
 from app.models import AuditEvent, Snapshot, User, utcnow
 from app.settings import Settings
 from app.trainer_client import commands, processes, rundir
+from app.trainer_client.executor import Launch, Resources, SubmitFailed, make_executor, stop_launch
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.log"  # the CLI's stderr: JSON progress lines, then any error text
 EXIT_CANCELLED = 4  # what the trainer's metrics and utility commands exit with on SIGTERM
-
-
-def spawn(argv: list[str], run_dir: Path) -> subprocess.Popen:
-    """Start the CLI in its own session; stdout discarded, stderr is the progress file."""
-    return processes.spawn(argv, run_dir, log_name=None, stderr_name=PROGRESS_FILE)
 
 
 def merge_progress(progress: dict[str, Any] | None, rows: list[dict]) -> dict[str, Any]:
@@ -128,9 +123,8 @@ def cancel_run(
         if not _set_state(session, model, run_id, ("running",), cancel_requested_at=now):
             return cancel_run(session, get_run, run_id, user, what, action)
         run = get_run(session, run_id)
-        # pid is None only while the follower is spawning; it signals right after.
-        if run.pid and processes.is_ours(run.pid, run.run_dir):
-            processes.signal_group(run.pid, signal.SIGTERM)
+        # No pid nor scheduler id only while the follower is starting it; it stops it after.
+        stop_launch(run.pid, run.scheduler_id, run.run_dir)
     elif run.state == "cancelled":
         return run
     else:
@@ -153,12 +147,18 @@ class RunFollower:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.python = commands.python_for(settings.python_executable)
-        self._procs = processes.ProcessFollower()  # by run id
+        self.executor = make_executor(settings)  # local processes or a scheduler's jobs
         self._offsets: dict[int, int] = {}  # run id -> bytes of the progress file read
 
     # What a kind of run says about itself.
     def argv(self, run: Any) -> list[str]:
+        """The command, one process (`python -m trainer ...`)."""
         raise NotImplementedError
+
+    def resources(self, run: Any) -> Resources:
+        """What it asks a scheduler for: the GPU its options name, else CPUs."""
+        device = str((run.options or {}).get("device", "cpu"))
+        return Resources(gpus=1 if device.startswith("cuda") else 0)
 
     def max_running(self) -> int:
         return 1
@@ -173,6 +173,7 @@ class RunFollower:
     # The one mechanism.
     def tick(self, session: Session, start: bool = True) -> None:
         q = select(self.model).where(self.model.state == "running")
+        self.executor.refresh()
         for run in session.scalars(q).all():
             self._follow(session, run)
         if start:
@@ -180,13 +181,14 @@ class RunFollower:
 
     def _follow(self, session: Session, run: Any) -> None:
         self._import_progress(run)
-        exited, code = self._procs.check(run.id, run.pid, run.run_dir)
-        if not exited:
+        status = self.executor.check(run.id, run.pid, run.scheduler_id, run.run_dir)
+        if not status.exited:
+            run.scheduler_state = status.waiting
             self._escalate_cancel(run)
             session.commit()
             return
         self._import_progress(run)  # what it wrote while exiting
-        self._finish(session, run, code)
+        self._finish(session, run, status.code, status.words)
 
     def _import_progress(self, run: Any) -> None:
         path = Path(run.run_dir) / PROGRESS_FILE
@@ -196,12 +198,16 @@ class RunFollower:
 
     def _escalate_cancel(self, run: Any) -> None:
         asked = run.cancel_requested_at
-        if asked and run.pid and (utcnow() - asked).total_seconds() > self.cancel_grace_s:
+        if (
+            asked
+            and (run.pid or run.scheduler_id)
+            and (utcnow() - asked).total_seconds() > self.cancel_grace_s
+        ):
             log.warning("%s %s ignored SIGTERM for %ss: SIGKILL", self.what, run.id,
                         self.cancel_grace_s)  # fmt: skip
-            processes.signal_group(run.pid, signal.SIGKILL)
+            self.executor.kill(run.pid, run.scheduler_id)
 
-    def _outcome(self, run: Any, code: int | None) -> dict[str, Any]:
+    def _outcome(self, run: Any, code: int | None, ended: str | None = None) -> dict[str, Any]:
         """The row's final values from the exit code, the result file and the CLI's stderr."""
         folder = Path(run.run_dir)
         result = self.read_result(folder) if code in (0, None) else None
@@ -210,21 +216,25 @@ class RunFollower:
         killed = (None, EXIT_CANCELLED, -signal.SIGTERM, -signal.SIGKILL)
         if run.cancel_requested_at is not None and code in killed:
             return {"state": "cancelled", "error": None}
+        if ended:  # the scheduler ended it (time limit, memory, node failure)
+            return {"state": "failed", "error": f"{ended}; start it again"}
         if code is None:  # exited while no app followed it: its own words, if it left any
             return {"state": "failed", "error": cli_error(folder, last_lines=0) or self.interrupted}
         if code == 0:
             return {"state": "failed", "error": f"the {self.what} finished without {RESULT_FILE}"}
         return {"state": "failed", "error": self.failure(run, code, folder)}
 
-    def _finish(self, session: Session, run: Any, code: int | None) -> None:
-        values = self._outcome(run, code)
+    def _finish(self, session: Session, run: Any, code: int | None, ended: str | None = None
+                ) -> None:  # fmt: skip
+        values = self._outcome(run, code, ended)
         session.execute(
             update(self.model)
             .where(self.model.id == run.id, self.model.state == "running")
-            .values(exit_code=code, finished_at=utcnow(), progress=run.progress, **values)
-        )
+            .values(exit_code=code, finished_at=utcnow(), progress=run.progress,
+                    scheduler_state=None, **values)
+        )  # fmt: skip
         session.commit()
-        self._procs.forget(run.id)
+        self.executor.forget(run.id)
         self._offsets.pop(run.id, None)
         log.info("%s %s %s (%s)", self.what, run.id, values["state"], processes.describe_exit(code))
 
@@ -245,21 +255,25 @@ class RunFollower:
         claimed = session.execute(
             update(self.model)
             .where(self.model.id == run.id, self.model.state == "queued")
-            .values(state="running", pid=None, started_at=utcnow())
+            .values(state="running", pid=None, scheduler_id=None, started_at=utcnow())
         )
         session.commit()
         if claimed.rowcount != 1:
             return  # cancelled meanwhile
         session.refresh(run)
         try:
-            proc = spawn(self.argv(run), Path(run.run_dir))
-        except OSError as exc:
+            launch = Launch(key=run.id, argv=self.argv(run), run_dir=Path(run.run_dir),
+                            name=f"{self.name}-{run.id}", resources=self.resources(run),
+                            log_name=None, stderr_name=PROGRESS_FILE)  # fmt: skip
+            started = self.executor.launch(launch)
+        except (OSError, SubmitFailed) as exc:
             self._set(session, run.id, state="failed", finished_at=utcnow(),
                       error=f"could not start the {self.what}: {exc}")  # fmt: skip
             return
-        self._procs.started(run.id, proc)
-        self._set(session, run.id, pid=proc.pid)
+        sent = "submitted to the cluster" if started.scheduler_id else None
+        self._set(session, run.id, pid=started.pid, scheduler_id=started.scheduler_id,
+                  scheduler_state=sent)  # fmt: skip
         session.refresh(run)
-        if run.cancel_requested_at is not None:  # cancelled while we were spawning
-            processes.signal_group(proc.pid, signal.SIGTERM)
-        log.info("%s %s started: pid %s", self.what, run.id, proc.pid)
+        if run.cancel_requested_at is not None:  # cancelled while we were starting it
+            self.executor.stop(run.pid, run.scheduler_id, run.run_dir)
+        log.info("%s %s started: %s", self.what, run.id, started.scheduler_id or started.pid)

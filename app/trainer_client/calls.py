@@ -21,6 +21,7 @@ from app.trainer_client.commands import ROOT
 
 log = logging.getLogger(__name__)
 INFO_TIMEOUT_S = 120
+SPEED_TIMEOUT_S = 600  # a few training steps of a big network on a busy CPU
 GENERATE_TIMEOUT_S = 1800
 IMPORT_TIMEOUT_S = 1800
 GENERATE_DEVICE = "cpu"  # web-request generation never takes GPU memory from a training job
@@ -112,6 +113,12 @@ def defaults(
     for flag, value in (("--cbase", cbase), ("--cmax", cmax), ("--zdim", zdim)):
         q += [flag, str(value)] if value else []
     return _json(run(commands.info_argv(python, *q), INFO_TIMEOUT_S, "asking the trainer"))
+
+
+def speed(python: str, train_flags: list[str]) -> dict[str, Any]:
+    """This machine's sec/kimg for a job's network (`info speed`: a few real training steps)."""
+    argv = commands.info_argv(python, "speed", *train_flags)
+    return _json(run(argv, SPEED_TIMEOUT_S, "measuring this machine's training speed"))
 
 
 @functools.lru_cache(maxsize=4)

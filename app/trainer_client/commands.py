@@ -21,14 +21,6 @@ def _arg(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else repr(float(v))
 
 
-def _head(python: str, gpus: int) -> list[str]:
-    """`python -m trainer`, or torchrun with one process per GPU."""
-    if gpus > 1:
-        return [python, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={gpus}", "-m", "trainer"]  # fmt: skip
-    return [python, "-m", "trainer"]
-
-
 def train_argv(
     python: str, o: Mapping[str, Any], run_dir: str, total_kimg: float, resume: str | None
 ) -> list[str]:
@@ -41,7 +33,8 @@ def train_argv(
     device = ["--device", "cuda" if gpus > 0 else "cpu"]
     every = o.get("metrics_every") or 0  # FID/KID every N snapshots; 0 = off
     metrics = ["--metrics-every", str(every)] if every else []
-    argv = _head(python, gpus) + ["train", "--data", o["data"], "--outdir", run_dir]
+    # One process; the executor adds torchrun for several GPUs or nodes (executor.py).
+    argv = [python, "-m", "trainer", "train", "--data", o["data"], "--outdir", run_dir]
     if resume == "latest":
         kimg = ["--kimg", _arg(total_kimg), "--snap", str(o["snap"])]
         return argv + ["--resume", "latest"] + kimg + metrics + device

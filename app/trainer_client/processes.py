@@ -32,10 +32,16 @@ class Devices:
 
     gpus: int = 0
     names: tuple[str, ...] = ()
+    cluster: bool = False  # jobs go to a scheduler: gpus is the most one node may ask for
+    default_gpus: int = 1
 
     @property
     def cuda(self) -> bool:
         return self.gpus > 0
+
+    @property
+    def where(self) -> str:
+        return "a cluster node" if self.cluster else "this machine"
 
 
 def detect_devices(python: str, timeout: float = 120.0) -> Devices:

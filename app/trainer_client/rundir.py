@@ -49,6 +49,15 @@ def read_progress(run_dir: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+def read_exit_record(run_dir: str) -> dict[str, Any] | None:
+    """The trainer's exit.json (code, reason, signal): how a launch ended when no parent saw it."""
+    try:
+        rec = json.loads((Path(run_dir) / "exit.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
 def read_options(run_dir: str) -> dict[str, Any]:
     """options.json: the run's whole configuration as the trainer wrote it ({} if none)."""
     try:

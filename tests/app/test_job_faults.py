@@ -65,7 +65,7 @@ def test_cancel_writes_a_snapshot_and_a_second_click_is_harmless(
     assert second.json()["cancel_requested_at"] == first.json()["cancel_requested_at"]
 
     job = _state(admin, job_id, "cancelled", "failed", "completed")
-    assert job["state"] == "cancelled" and job["exit_code"] == 0, job
+    assert job["state"] == "cancelled" and job["exit_code"] == 4, job  # 4: stopped, resumable
     assert job["snapshots"], "SIGTERM must leave a snapshot"
     assert "stop requested (SIGTERM)" in job["log_tail"]
     again = admin.post(f"/api/jobs/{job_id}/cancel")
@@ -207,8 +207,8 @@ def test_after_an_app_restart_the_monitor_reattaches_to_the_running_trainer(
             admin = svc.get_job(session, job_id).created_by
             assert svc.cancel_job(session, job_id, admin).state == "cancelling"
         gone = wait_for(lambda: (j := _row(db, job_id)).state != "cancelling" and j, timeout=60)
-        # not our child: no exit code, but the cancel was asked and a snapshot written
-        assert gone.state == "cancelled" and gone.exit_code is None
+        # not our child to reap: the exit code comes from the trainer's exit.json record
+        assert gone.state == "cancelled" and gone.exit_code == 4
         assert not trainer_pids(settings.runs_dir)
     finally:
         monitor.stop()

@@ -14,6 +14,7 @@ from app.presentation import charts
 from app.services.training import jobs as svc
 from app.services.training.job_monitor import JobMonitor
 from app.trainer_client import commands, processes
+from app.trainer_client.executor import Resources, local_argv
 from app.trainer_client.processes import Devices
 from tests.app.job_helpers import make_dataset
 
@@ -126,6 +127,8 @@ def test_the_trainer_command_line_for_each_kind_of_launch():
     ]  # fmt: skip
     job.options = {**opts, "gpus": 2}
     multi = commands.train_argv("py", job.options, job.run_dir, job.total_kimg, None)
+    assert multi[:4] == ["py", "-m", "trainer", "train"]  # one process: the executor wraps it
+    multi = local_argv(multi, Resources(gpus=2))
     assert multi[:7] == ["py", "-m", "torch.distributed.run", "--standalone",
                          "--nproc_per_node=2", "-m", "trainer"]  # fmt: skip
     assert multi[-2:] == ["--device", "cuda"]

@@ -26,11 +26,14 @@ from app.services.training import retention
 from app.services.training.jobs import LIVE, resumable_from
 from app.settings import Settings
 from app.trainer_client import commands, processes, rundir
+from app.trainer_client.executor import Launch, Resources, Status, SubmitFailed, make_executor
 from app.trainer_client.processes import Devices
 
 log = logging.getLogger(__name__)
 CANCEL_GRACE_S = 600  # SIGKILL a trainer that has not exited this long after SIGTERM
 KIMG_EPS = 1e-6
+EXIT_STOPPED = 4  # the trainer's code for "stopped by SIGTERM, snapshot written, resumable"
+REQUEUE_AFTER = ("TIMEOUT", "PREEMPTED", "NODE_FAIL")  # the cluster cut it: go on if it advanced
 
 
 class Follower(Protocol):
@@ -63,7 +66,7 @@ class JobMonitor:
         self._devices_ready = threading.Event()
         if devices is not None:
             self._devices_ready.set()
-        self._procs = processes.ProcessFollower()  # by job id
+        self.executor = make_executor(settings)  # local processes or a scheduler's jobs
         self._offsets: dict[int, int] = {}  # job id → bytes of stats.jsonl imported
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -90,14 +93,19 @@ class JobMonitor:
         self._wake.set()
 
     def devices(self, timeout: float = 150.0) -> Devices:
-        """The machine's GPUs, detected once in a child process when the monitor starts."""
+        """The machine's GPUs, detected once in a child process when the monitor starts; on a
+        cluster, what one node may ask for (the scheduler decides where it runs)."""
+        if self.executor.kind == "slurm":
+            per_node = self.settings.slurm_gpus_per_node
+            return Devices(gpus=8 if per_node else 0, names=("cluster",), cluster=True,
+                           default_gpus=max(per_node, 1))  # fmt: skip
         if self._devices is None and not self._devices_ready.wait(timeout):
             return Devices()
         return self._devices or Devices()
 
     def _run(self) -> None:
         self.run_once(start=False)  # re-attach to (or close) what a former app left running
-        if self._devices is None:
+        if self._devices is None and self.executor.kind == "local":
             self._devices = processes.detect_devices(self.python)
             self._devices_ready.set()
         while not self._stop.is_set():
@@ -128,6 +136,7 @@ class JobMonitor:
             self._last_errors[name] = str(exc)
 
     def _jobs_pass(self, start: bool) -> None:
+        self.executor.refresh()  # one scheduler call for every job it runs
         with session_scope(self.sessions) as session:
             for job in session.scalars(select(Job).where(Job.state.in_(LIVE))).all():
                 self._follow(session, job)
@@ -143,16 +152,17 @@ class JobMonitor:
 
     def _follow(self, session: Session, job: Job) -> None:
         new = self._import_progress(session, job)
-        exited, code = self._check_process(job)
-        if not exited:
+        status = self.executor.check(job.id, job.pid, job.scheduler_id, job.run_dir)
+        if not status.exited:
             job.heartbeat_at = utcnow()
+            job.scheduler_state = status.waiting
             self._escalate_cancel(job)
             session.commit()
             if new:
                 self._retain(session, job)
             return
         new += self._import_progress(session, job)  # what it wrote while exiting
-        self._finish(session, job, code)
+        self._finish(session, job, status)
         if new:
             self._retain(session, job)
 
@@ -163,25 +173,35 @@ class JobMonitor:
         except OSError as exc:
             log.warning("job %s: snapshot retention failed (%s); retried next time", job.id, exc)
 
-    def _check_process(self, job: Job) -> tuple[bool, int | None]:
-        """(exited, exit code or None when it was not our child to reap)."""
-        return self._procs.check(job.id, job.pid, job.run_dir)
-
     def _escalate_cancel(self, job: Job) -> None:
         asked = job.cancel_requested_at
-        if job.state == "cancelling" and asked and job.pid:
+        if job.state == "cancelling" and asked and (job.pid or job.scheduler_id):
             if (utcnow() - asked).total_seconds() > CANCEL_GRACE_S:
                 log.warning("job %s ignored SIGTERM for %ss: SIGKILL", job.id, CANCEL_GRACE_S)
-                processes.kill_tree(job.pid)
+                self.executor.kill(job.pid, job.scheduler_id)
 
-    def _finish(self, session: Session, job: Job, code: int | None) -> None:
+    def _finish(self, session: Session, job: Job, status: Status) -> None:
+        code = status.code
         reached = job.kimg >= job.total_kimg - KIMG_EPS
         cancelled = job.cancel_requested_at is not None
+        stopped = code == EXIT_STOPPED or rundir_stopped(job.run_dir)
+        segment = self._close_segment(job, status)
+        if not reached and not cancelled and self._requeue(session, job, status, stopped):
+            return
         error = None
         if reached and code in (0, None):
             state = "completed"
-        elif cancelled and code in (0, None, -signal.SIGTERM, -signal.SIGKILL):
+        elif cancelled and (stopped or code in (0, None, -signal.SIGTERM, -signal.SIGKILL)):
             state = "cancelled"
+        elif status.ended_by:
+            state = "interrupted" if status.ended_by in REQUEUE_AFTER else "failed"
+            error = f"{status.words}. Resume continues from the last snapshot."
+        elif stopped:
+            state = "interrupted"
+            error = (
+                f"the trainer was stopped from outside at {job.kimg:g} of {job.total_kimg:g} "
+                "kimg (SIGTERM); it wrote a snapshot. Resume continues from it."
+            )
         elif code is None:
             state = "interrupted"
             error = (
@@ -201,11 +221,52 @@ class JobMonitor:
         session.execute(
             update(Job)
             .where(Job.id == job.id, Job.state.in_(LIVE))
-            .values(state=state, exit_code=code, error=error, finished_at=utcnow())
-        )
+            .values(state=state, exit_code=code, error=error, finished_at=utcnow(),
+                    scheduler_state=None, segments=segment)
+        )  # fmt: skip
         session.commit()
-        self._procs.forget(job.id)  # recorded now, or the row was no longer live
+        self.executor.forget(job.id)  # recorded now, or the row was no longer live
         log.info("job %s %s (%s)", job.id, state, processes.describe_exit(code))
+
+    def _close_segment(self, job: Job, status: Status) -> list | None:
+        """The job's segments with the last one ended (cluster runs keep one per launch)."""
+        segments = [dict(x) for x in (job.segments or [])]
+        if segments and segments[-1].get("ended_at") is None:
+            segments[-1].update(
+                ended_at=utcnow().isoformat(timespec="seconds"), kimg_end=job.kimg,
+                exit_code=status.code, ended_by=status.ended_by or ("stopped" if
+                status.code == EXIT_STOPPED else None),
+            )  # fmt: skip
+        return segments or None
+
+    def _requeue(self, session: Session, job: Job, status: Status, stopped: bool) -> bool:
+        """A cluster job cut by its time limit (or preempted, or its node lost) goes back to
+        the queue and resumes from its snapshot, until its kimg are done. Only when the cut
+        segment advanced (a new snapshot), so a job that cannot progress is not resubmitted
+        forever."""
+        if not self.executor.requeues:
+            return False
+        if not (stopped or status.ended_by in REQUEUE_AFTER):
+            return False
+        segments = self._close_segment(job, status) or []
+        if len(segments) >= self.settings.slurm_max_segments:
+            return False
+        started_at = (segments[-1].get("kimg_start") or 0.0) if segments else 0.0
+        latest = max((nimg for nimg, _ in rundir.snapshot_files(job.run_dir)), default=-1)
+        if latest < 0 or latest / 1000 <= started_at + KIMG_EPS:
+            return False
+        requeued = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.state == "running", Job.cancel_requested_at.is_(None))
+            .values(state="queued", pid=None, scheduler_id=None, segments=segments,
+                    scheduler_state="requeued after " + (status.ended_by or "its time limit")
+                    .lower().replace("_", " "))
+        )  # fmt: skip
+        session.commit()
+        self.executor.forget(job.id)
+        if requeued.rowcount == 1:
+            log.info("job %s requeued at %.3f kimg (segment %d)", job.id, job.kimg, len(segments))
+        return requeued.rowcount == 1
 
     def _import_progress(self, session: Session, job: Job) -> int:
         """New complete stats lines → kimg, sec/kimg, last stats; new snapshot files → rows.
@@ -262,7 +323,9 @@ class JobMonitor:
 
     def _start_queued(self, session: Session) -> None:
         live = session.scalar(select(func.count()).where(Job.state.in_(LIVE))) or 0
-        free = self.settings.max_concurrent_jobs - live
+        limit = (self.settings.slurm_max_jobs if self.executor.kind == "slurm"
+                 else self.settings.max_concurrent_jobs)  # fmt: skip
+        free = limit - live
         if free <= 0:
             return
         q = select(Job).where(Job.state == "queued").order_by(Job.id).limit(free)
@@ -286,34 +349,69 @@ class JobMonitor:
         claimed = session.execute(
             update(Job)
             .where(Job.id == job.id, Job.state == "queued")
-            .values(state="running", pid=None, started_at=now, heartbeat_at=now,
-                    attempts=Job.attempts + 1, exit_code=None, error=None)
+            .values(state="running", pid=None, scheduler_id=None, started_at=now,
+                    heartbeat_at=now, attempts=Job.attempts + 1, exit_code=None, error=None)
         )  # fmt: skip
         session.commit()
         if claimed.rowcount != 1:
             return  # cancelled meanwhile
         session.refresh(job)
-        gpus = self._gpu_indices(session, job)
-        # A CPU job sees no GPU at all (so it cannot take memory from the GPU jobs).
-        env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))}
-        device = "cuda:" + ",".join(map(str, gpus)) if gpus else "cpu"
+        o = job.options
+        resources = Resources(gpus=int(o.get("gpus") or 0), nodes=int(o.get("nodes") or 1),
+                              time_limit_min=o.get("time_limit_min"))  # fmt: skip
+        env, device = {}, "cpu"
+        if self.executor.kind == "local":
+            # A CPU job sees no GPU at all (so it cannot take memory from the GPU jobs).
+            gpus = self._gpu_indices(session, job)
+            env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))}
+            device = "cuda:" + ",".join(map(str, gpus)) if gpus else "cpu"
+        clear_exit_record(job.run_dir)
         try:
-            o, total = job.options, job.total_kimg
-            argv = commands.train_argv(self.python, o, job.run_dir, total, resume)
-            proc = processes.spawn(argv, Path(job.run_dir), env)
-        except OSError as exc:
+            argv = commands.train_argv(self.python, o, job.run_dir, job.total_kimg, resume)
+            started = self.executor.launch(Launch(key=job.id, argv=argv, run_dir=Path(job.run_dir),
+                                                  name=f"job-{job.id}", resources=resources,
+                                                  env=env))  # fmt: skip
+        except (OSError, SubmitFailed) as exc:
+            words = (
+                str(exc) if isinstance(exc, SubmitFailed) else f"could not start the trainer: {exc}"
+            )
             session.execute(
                 update(Job)
                 .where(Job.id == job.id)
-                .values(state="failed", error=f"could not start the trainer: {exc}",
-                        finished_at=utcnow())
+                .values(state="failed", error=words, finished_at=utcnow())
             )  # fmt: skip
             session.commit()
             return
-        self._procs.started(job.id, proc)
-        session.execute(update(Job).where(Job.id == job.id).values(pid=proc.pid, device=device))
+        segments = [dict(x) for x in (job.segments or [])]
+        if started.scheduler_id:
+            segments.append({"scheduler_id": started.scheduler_id, "kimg_start": job.kimg,
+                             "submitted_at": utcnow().isoformat(timespec="seconds"),
+                             "ended_at": None})  # fmt: skip
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id)
+            .values(pid=started.pid, scheduler_id=started.scheduler_id,
+                    device=started.device if started.scheduler_id else device,
+                    segments=segments or None,
+                    scheduler_state="submitted to the cluster" if started.scheduler_id else None)
+        )  # fmt: skip
         session.commit()
         session.refresh(job)
-        if job.state == "cancelling":  # cancelled while we were spawning
-            processes.request_stop(proc.pid)
-        log.info("job %s started: pid %s on %s (resume: %s)", job.id, proc.pid, device, resume)
+        if job.state == "cancelling":  # cancelled while we were starting it
+            self.executor.stop(job.pid, job.scheduler_id, job.run_dir)
+        where = started.scheduler_id or f"pid {started.pid} on {device}"
+        log.info("job %s started: %s (resume: %s)", job.id, where, resume)
+
+
+def rundir_stopped(run_dir: str) -> bool:
+    """The trainer's own record says it stopped on a signal with its snapshot written (under
+    torchrun the exit code is torchrun's, not the trainer's)."""
+    return (rundir.read_exit_record(run_dir) or {}).get("reason") == "stopped"
+
+
+def clear_exit_record(run_dir: str) -> None:
+    """A launch starts without the former launch's exit record."""
+    try:
+        (Path(run_dir) / "exit.json").unlink()
+    except OSError:
+        pass

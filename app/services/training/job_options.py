@@ -55,9 +55,9 @@ def form_defaults(dataset: DatasetVersion | None, devices: Devices) -> dict[str,
     d = trainer_defaults(res, gpus)
     return {
         "dataset_id": dataset.id if dataset else None,
-        "resolution": res, "kimg": DEFAULT_KIMG, "batch": d["batch"], "gamma": d["gamma"],
+        "resolution": res, "kimg": None, "batch": d["batch"], "gamma": d["gamma"],
         "aug": "ada", "augpipe": d.get("augpipe") or "bgc", "target": DEFAULT_TARGET,
-        "cond": False, "mirror": False, "snap": DEFAULT_SNAP, "seed": 0, "tick": None,
+        "cond": False, "mirror": False, "snap": None, "seed": 0, "tick": None,
         "cbase": None, "cmax": None, "zdim": None, "gpus": gpus, "resume_from": None,
         "metrics_every": 0, "keep_snapshots": DEFAULT_KEEP, "keep_best_fid": True,
         "preset": "auto" if devices.cuda else "cpu",
@@ -170,13 +170,18 @@ def _machine_checks(
             f"the dataset's images are {dataset.resolution}×{dataset.resolution}; the "
             f"trainer cannot train {res}×{res} from it (export a version at {res})"
         )
-    gpus = (1 if devices.cuda else 0) if m.gpus is None else m.gpus
+    gpus = (devices.default_gpus if devices.cuda else 0) if m.gpus is None else m.gpus
     if gpus > devices.gpus:
-        errors["gpus"] = f"{gpus} GPU(s) asked for, this machine has {devices.gpus}" + (
+        errors["gpus"] = f"{gpus} GPU(s) asked for, {devices.where} has {devices.gpus}" + (
             " (jobs run on the CPU)" if not devices.cuda else ""
         )
-    if m.batch is not None and gpus > 1 and m.batch % gpus:
-        errors["batch"] = f"{m.batch} is not divisible by the {gpus} GPUs it runs on"
+    nodes = m.nodes or 1
+    if (nodes > 1 or m.time_limit_min) and not devices.cluster:
+        field = "nodes" if nodes > 1 else "time_limit_min"
+        errors[field] = "only for a cluster (MEDSYNTH_EXECUTOR=slurm); this server runs jobs itself"
+    procs = max(gpus, 1) * nodes
+    if m.batch is not None and procs > 1 and m.batch % procs:
+        errors["batch"] = f"{m.batch} is not divisible by the {procs} processes it runs on"
     if m.cond and dataset is not None and not 0 < dataset.num_tumour < dataset.num_images:
         kind = "normal" if dataset.num_tumour <= 0 else "tumour"
         errors["cond"] = f"conditioning needs normal and tumour images; all are {kind}"

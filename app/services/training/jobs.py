@@ -19,10 +19,11 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.models import AuditEvent, Job, Snapshot, User, utcnow
 from app.schemas.jobs import JobOut
 from app.schemas.snapshots import SnapshotOut
-from app.services.training import estimate
-from app.services.training.job_options import MAX_KIMG, Devices, validate_job_options
+from app.services.training import estimate, launch_plan
+from app.services.training.job_options import MAX_KIMG, Devices
 from app.settings import Settings
-from app.trainer_client import processes, rundir
+from app.trainer_client import rundir
+from app.trainer_client.executor import stop_launch
 
 ACTIVE = ("queued", "running", "cancelling")
 LIVE = ("running", "cancelling")  # a process exists (or is being started)
@@ -53,7 +54,8 @@ def create_job(
     session: Session, settings: Settings, raw: Mapping[str, Any], devices: Devices, user: User
 ) -> Job:
     """Validate the form and queue the job; the monitor starts it when a slot is free."""
-    dataset, opts = validate_job_options(session, raw, devices)
+    # length given, over a day confirmed, tick and snapshot intervals from the speed
+    dataset, opts = launch_plan.validated(session, raw, devices)
     opts["estimate_s"] = round(estimate.seconds(session, opts), 1)
     job = Job(
         dataset_id=dataset.id,
@@ -110,9 +112,8 @@ def cancel_job(session: Session, job_id: int, user: User) -> Job:
             return cancel_job(session, job_id, user)
         _audit(session, user, "job.cancel", job_id)
         job = get_job(session, job_id)
-        # pid is None only while the monitor is spawning; it signals right after.
-        if job.pid and processes.is_ours(job.pid, job.run_dir):
-            processes.request_stop(job.pid)
+        # No pid nor scheduler id only while the monitor is starting it; it stops it right after.
+        stop_launch(job.pid, job.scheduler_id, job.run_dir)
         return job
     if job.state in ("cancelling", "cancelled"):
         return job  # already asked: no second signal, nothing else changes
