@@ -23,6 +23,7 @@ from app.schemas.datasets import (
     PreviewOut,
     SplitOut,
 )
+from app.schemas.media import file_response
 from app.services.accounts.users import list_users
 from app.services.curation import agreement as ag
 from app.services.curation import composition as comp
@@ -114,7 +115,11 @@ def api_get(session: SessionDep, user: CurrentUser, dataset_id: int) -> dict:
     return detail(d) | {"agreement": ag.dataset_agreement(session, d)}
 
 
-@router.get("/api/datasets/{dataset_id}/export.zip", dependencies=[blind("dataset")])
+@router.get(
+    "/api/datasets/{dataset_id}/export.zip",
+    dependencies=[blind("dataset")],
+    **file_response("application/zip", "the dataset zip (StyleGAN2-ADA layout)"),
+)
 def api_zip(
     session: SessionDep, settings: SettingsDep, user: CurrentUser, dataset_id: int
 ) -> Response:
@@ -123,7 +128,11 @@ def api_zip(
     return FileResponse(path, media_type="application/zip", filename=name)
 
 
-@router.get("/api/datasets/{dataset_id}/thumbs/{position}.png", dependencies=[blind("dataset")])
+@router.get(
+    "/api/datasets/{dataset_id}/thumbs/{position}.png",
+    dependencies=[blind("dataset")],
+    **file_response("image/png", "one image of the version"),
+)
 def api_thumb(
     session: SessionDep, settings: SettingsDep, user: CurrentUser, dataset_id: int, position: int
 ) -> Response:

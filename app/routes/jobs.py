@@ -20,6 +20,7 @@ from app.schemas.jobs import (
     RetentionIn,
     RetentionOut,
 )
+from app.schemas.media import file_response
 from app.services.training import estimate, imports, pages, retention
 from app.services.training import jobs as svc
 from app.services.training.job_monitor import JobMonitor
@@ -121,7 +122,11 @@ def api_stats(session: SessionDep, user: CurrentUser, job_id: int) -> list[dict]
     return rundir.read_all_stats(svc.get_job(session, job_id).run_dir)
 
 
-@router.get("/api/jobs/{job_id}/samples/latest.png", dependencies=[blind("job")])
+@router.get(
+    "/api/jobs/{job_id}/samples/latest.png",
+    dependencies=[blind("job")],
+    **file_response("image/png", "the newest sample grid"),
+)
 def api_latest_samples(session: SessionDep, user: CurrentUser, job_id: int) -> FileResponse:
     grid = rundir.latest_samples(svc.get_job(session, job_id).run_dir)
     if grid is None:

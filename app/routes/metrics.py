@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, blind
 from app.errors import DomainError, InvalidInput
 from app.presentation import metric_views as views
+from app.schemas.media import file_response
 from app.schemas.metrics import MetricPlanOut, MetricRunIn, MetricRunOut, SnapshotMetricsOut
 from app.services.evaluation import metric_pairs
 from app.services.evaluation import metric_runs as svc
@@ -75,7 +76,11 @@ def api_cancel(session: SessionDep, admin: AdminUser, run_id: int) -> JSONRespon
     return JSONResponse(out, status_code=202 if out["cancelling"] else 200)
 
 
-@router.get("/api/metric-runs/{run_id}/pairs/{k}/{which}.png", dependencies=[blind("metric_run")])
+@router.get(
+    "/api/metric-runs/{run_id}/pairs/{k}/{which}.png",
+    dependencies=[blind("metric_run")],
+    **file_response("image/png", "a thumbnail of a closest (generated, training) pair"),
+)
 def api_pair_image(
     session: SessionDep, settings: SettingsDep, user: CurrentUser, run_id: int, k: int, which: str
 ) -> FileResponse:

@@ -13,6 +13,7 @@ from starlette.background import BackgroundTask
 from app.deps import AdminUser, CurrentUser, GenerationPlace, SessionDep, SettingsDep, blind
 from app.errors import InvalidInput, NotFound
 from app.presentation import metric_views
+from app.schemas.media import file_response
 from app.schemas.snapshots import GenerateIn, PklImportOut, SnapshotOut
 from app.services import limits
 from app.services.training import imports
@@ -72,13 +73,20 @@ def api_import(
     return PklImportOut(snapshot=facts, resolution=snap.job.resolution, c_dim=c_dim)
 
 
-@router.get("/api/snapshots/{snapshot_id}/download")
+@router.get(
+    "/api/snapshots/{snapshot_id}/download",
+    **file_response("application/octet-stream", "the snapshot file (admins)"),
+)
 def api_download(session: SessionDep, admin: AdminUser, snapshot_id: int) -> FileResponse:
     path = svc.snapshot_file(svc.get_snapshot(session, snapshot_id))
     return FileResponse(path, media_type="application/octet-stream", filename=path.name)
 
 
-@router.get("/api/snapshots/{snapshot_id}/samples.png", dependencies=[blind("snapshot")])
+@router.get(
+    "/api/snapshots/{snapshot_id}/samples.png",
+    dependencies=[blind("snapshot")],
+    **file_response("image/png", "the sample grid written with the snapshot"),
+)
 def api_samples(session: SessionDep, user: CurrentUser, snapshot_id: int) -> FileResponse:
     snap = svc.get_snapshot(session, snapshot_id)
     if not snap.samples_path or not Path(snap.samples_path).is_file():
@@ -89,6 +97,7 @@ def api_samples(session: SessionDep, user: CurrentUser, snapshot_id: int) -> Fil
 @router.post(
     "/api/snapshots/{snapshot_id}/generate",
     dependencies=[blind("snapshot"), GenerationPlace],  # bounded queue, issue 16
+    **file_response("application/zip", "the generated images"),
 )
 def api_generate(
     session: SessionDep,
@@ -107,6 +116,7 @@ def api_generate(
 @router.get(
     "/api/snapshots/{snapshot_id}/generate.zip",
     dependencies=[blind("snapshot"), GenerationPlace],  # bounded queue, issue 16
+    **file_response("application/zip", "the generated images"),
 )
 def api_generate_zip(
     session: SessionDep,

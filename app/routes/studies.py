@@ -12,6 +12,7 @@ from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from app.errors import DomainError, InvalidInput
 from app.models import DatasetVersion, User
 from app.presentation.study_charts import roc_svg
+from app.schemas.media import file_response
 from app.schemas.studies import (
     AnswerIn,
     AnswerOut,
@@ -84,7 +85,10 @@ def api_results(session: SessionDep, user: CurrentUser, study_id: int) -> dict:
     return study_results.results(session, study_id, user)
 
 
-@router.get("/api/studies/{study_id}/answers.csv")
+@router.get(
+    "/api/studies/{study_id}/answers.csv",
+    **file_response("text/csv", "every answer, one row per answered trial"),
+)
 def api_csv(session: SessionDep, admin: AdminUser, study_id: int) -> Response:
     text = study_results.answers_csv(session, study_id)
     disposition = f'attachment; filename="study-{study_id}-answers.csv"'

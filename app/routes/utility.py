@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from app.deps import AdminUser, SessionDep, SettingsDep
 from app.errors import Conflict, InvalidInput, NotFound
-from app.schemas.utility import UtilityRunOut, UtilityStart
+from app.schemas.media import file_response
+from app.schemas.utility import UtilityResultsOut, UtilityRunOut, UtilityStart
 from app.services.training.snapshots import get_snapshot
 from app.services.utility import report, views
 from app.services.utility import runs as svc
@@ -52,19 +53,26 @@ def api_get(session: SessionDep, admin: AdminUser, run_id: int) -> UtilityRunOut
     return UtilityRunOut(**views.run_dict(svc.get_run(session, run_id)))
 
 
-@router.post("/api/utility-runs/{run_id}/cancel")
+@router.post(
+    "/api/utility-runs/{run_id}/cancel",
+    response_model=UtilityRunOut,
+    responses={202: {"model": UtilityRunOut, "description": "stopping: the run ends shortly"}},
+)
 def api_cancel(session: SessionDep, admin: AdminUser, run_id: int) -> JSONResponse:
     out = UtilityRunOut(**views.run_dict(svc.cancel_run(session, run_id, admin)))
     return JSONResponse(out.model_dump(mode="json"), status_code=202 if out.cancelling else 200)
 
 
-@router.get("/api/utility-runs/{run_id}/results.json")
+@router.get("/api/utility-runs/{run_id}/results.json", response_model=UtilityResultsOut)
 def api_results_json(session: SessionDep, admin: AdminUser, run_id: int) -> JSONResponse:
     headers = {"Content-Disposition": f'attachment; filename="utility-{run_id}.json"'}
     return JSONResponse(_result(session, run_id), headers=headers)
 
 
-@router.get("/api/utility-runs/{run_id}/results.csv")
+@router.get(
+    "/api/utility-runs/{run_id}/results.csv",
+    **file_response("text/csv", "one row per arm and fraction"),
+)
 def api_results_csv(session: SessionDep, admin: AdminUser, run_id: int) -> Response:
     headers = {"Content-Disposition": f'attachment; filename="utility-{run_id}.csv"'}
     return Response(report.to_csv(_result(session, run_id)), media_type="text/csv",

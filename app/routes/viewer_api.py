@@ -16,6 +16,7 @@ from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, blind
 from app.errors import InvalidInput
 from app.imaging.window import Window, parse_window
 from app.models import User, Volume
+from app.schemas.media import file_response
 from app.schemas.volumes import Agreement, ProbeOut, ViewerSettingsIO
 from app.services.accounts.users import list_users
 from app.services.curation import agreement as ag
@@ -30,7 +31,11 @@ router = APIRouter()
 RAW_CACHE = "private, max-age=3600"  # cache files never change once written
 
 
-@router.get("/api/volumes/{volume_id}/slices/{index}.raw", dependencies=[blind("volume")])
+@router.get(
+    "/api/volumes/{volume_id}/slices/{index}.raw",
+    dependencies=[blind("volume")],
+    **file_response("application/octet-stream", "int16 HU slices, little-endian, row-major"),
+)
 def api_raw_slices(
     volume_id: int,
     index: int,
@@ -91,7 +96,11 @@ def api_agreement(
     return rv.agreement(votes)
 
 
-@router.get("/api/volumes/{volume_id}/reformat/{plane}.png", dependencies=[blind("volume")])
+@router.get(
+    "/api/volumes/{volume_id}/reformat/{plane}.png",
+    dependencies=[blind("volume")],
+    **file_response("image/png", "the coronal or sagittal reformat, windowed"),
+)
 def api_reformat(
     volume_id: int,
     plane: str,

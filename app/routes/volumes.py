@@ -15,7 +15,16 @@ from app.errors import DomainError, InvalidInput
 from app.imaging.window import parse_window
 from app.models import Volume
 from app.routes import viewer_api
-from app.schemas.volumes import AssignIn, AssignOut, ReviewIn, ReviewOut, SliceOut, VolumeOut
+from app.schemas.media import file_response
+from app.schemas.volumes import (
+    AssignIn,
+    AssignOut,
+    DicomUploadOut,
+    ReviewIn,
+    ReviewOut,
+    SliceOut,
+    VolumeOut,
+)
 from app.services.curation import agreement as ag
 from app.services.curation import reviews as rv
 from app.services.curation import volumes as vs
@@ -100,7 +109,7 @@ def _volume_json(volume: Volume, progress: dict, reviewers: list) -> dict:
     return {**vs.volume_out(volume, progress), "reviewers": [u.username for u in reviewers]}
 
 
-@router.post("/api/volumes", status_code=201)
+@router.post("/api/volumes", status_code=201, response_model=VolumeOut | DicomUploadOut)
 async def api_upload(
     request: Request, session: SessionDep, settings: SettingsDep, user: AdminUser
 ) -> dict:
@@ -186,7 +195,11 @@ def api_slices(
     return out
 
 
-@router.get("/api/volumes/{volume_id}/slices/{index}.png", dependencies=[blind("volume")])
+@router.get(
+    "/api/volumes/{volume_id}/slices/{index}.png",
+    dependencies=[blind("volume")],
+    **file_response("image/png", "the axial slice, windowed (8-bit grayscale)"),
+)
 def api_slice_png(
     volume_id: int,
     index: int,

@@ -46,3 +46,28 @@ class UtilityRunOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class UtilityArmResult(BaseModel):
+    """One arm at one fraction of the real training data, over its seeds."""
+
+    model_config = ConfigDict(extra="allow")
+
+    arm: str = Field(examples=["real+syn:1"])
+    fraction: float
+    n_real: int | None = None
+    n_synthetic: int | None = None
+    seeds: int | list[int] | None = None
+    mean: float | None = Field(None, description="the task's metric (Dice or ROC AUC)")
+    ci95: list[float | None] | None = None
+    diff_vs_real: dict[str, Any] | None = Field(None, description="mean, ci95, p")
+
+
+class UtilityResultsOut(BaseModel):
+    """GET /api/utility-runs/{id}/results.json: what `python -m trainer utility` printed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    task: str
+    metric: str
+    results: list[UtilityArmResult]

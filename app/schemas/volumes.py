@@ -48,6 +48,24 @@ class VolumeOut(BaseModel):
     agreement: ReaderAgreement | None = None
 
 
+class SkippedFile(BaseModel):
+    """A file or series a DICOM upload left out, and why."""
+
+    model_config = ConfigDict(extra="allow")
+
+    file: str
+    reason: str
+    existing_volume_id: int | None = Field(None, description="the same series, already here")
+
+
+class DicomUploadOut(BaseModel):
+    """POST /api/volumes with a DICOM zip: one volume per usable series."""
+
+    volumes: list[VolumeOut]
+    skipped: list[SkippedFile]
+    non_dicom_skipped: int = Field(description="members that were not DICOM files")
+
+
 class SliceOut(BaseModel):
     index: int
     liver_pixels: int

@@ -13,6 +13,7 @@ from app.db import session_scope
 from app.main import create_app
 from app.models import Volume
 from tests.app.curation_data import add_volume, off_centre_body
+from tests.app.route_walk import all_routes
 
 SECURITY = ("content-security-policy", "x-frame-options", "x-content-type-options",
             "referrer-policy")  # fmt: skip
@@ -44,12 +45,8 @@ def test_review_panel_without_htmx_opens_the_viewer(live_app, admin):
 def test_no_get_route_answers_500_to_a_well_formed_request(live_app, admin):
     vid = _volume(live_app)
     app = create_app(live_app.settings)
-    routes = []
-    for top in app.routes:  # an included router is one entry holding its routes
-        included = getattr(top, "original_router", None)
-        routes += included.routes if included is not None else [top]
     urls = []
-    for route in routes:
+    for route in all_routes(app.routes):
         if not isinstance(route, APIRoute) or "GET" not in route.methods:
             continue
         fill = lambda m: VALUES.get(m.group(1), str(vid))  # noqa: E731  (ids: the volume's)
