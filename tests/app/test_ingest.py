@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from app.errors import Conflict, InsufficientStorage, InvalidInput, InvalidVolume, PayloadTooLarge
 from app.models import SliceInfo, Volume
-from app.services.curation import ingest
+from app.services.curation import volume_cache
 from app.services.curation.demo import create_demo
 from app.services.curation.ingest import ingest_file, ingest_paths
 from app.services.curation.volumes import mask_array, suggestions, volume_array
@@ -143,14 +143,14 @@ def test_corrupt_volume_leaves_nothing_behind(settings, db, tmp_path):
 
 def test_full_disk_is_insufficient_storage_and_leaves_nothing(settings, db, tmp_path, monkeypatch):
     _, vol_path, mask_path = phantom_pair(tmp_path)
-    real_write = ingest.write_npy
+    real_write = volume_cache.write_npy
 
     def write_then_fail(path, dtype, shape, slabs):
         if dtype == np.uint8:  # the volume cache is already in place; the mask hits a full disk
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(path, dtype, shape, slabs)
 
-    monkeypatch.setattr(ingest, "write_npy", write_then_fail)
+    monkeypatch.setattr(volume_cache, "write_npy", write_then_fail)
     with db() as session:
         with pytest.raises(InsufficientStorage, match="not enough disk space") as err:
             ingest_file(session, settings, vol_path, mask_path)

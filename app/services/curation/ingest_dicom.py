@@ -27,8 +27,14 @@ from app.imaging.dicom_read import Scan, Series, scan
 from app.imaging.dicom_zip import extract_dicom, is_zip
 from app.imaging.nifti import check_same_grid, nifti_stem, open_nifti
 from app.models import User, Volume
-from app.services.curation import ingest as nifti_ingest
 from app.services.curation.ingest_plan import is_dicom_file
+from app.services.curation.volume_cache import (
+    build_volume,
+    duplicate_message,
+    find_duplicate,
+    ingest_audit,
+    storage_error,
+)
 from app.services.curation.volumes import stored_path, volume_out
 from app.settings import Settings
 
@@ -81,7 +87,7 @@ def ingest_dicom(
             session.add(volume)
         session.flush()
         for volume in done.volumes:
-            session.add(nifti_ingest._audit(volume, user))
+            session.add(ingest_audit(volume, user))
         session.commit()
         done.skipped = [_scrubbed(s, found.secrets) for s in done.skipped]
         return done
@@ -93,7 +99,7 @@ def ingest_dicom(
             exc.detail = deid.scrub(exc.detail, found.secrets)
             exc.args = (exc.detail,)
         if isinstance(exc, OSError):
-            raise nifti_ingest._storage_error(exc, name) from exc
+            raise storage_error(exc, name) from exc
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -147,7 +153,7 @@ def _one_series(session, settings, series, plan, found, salt, mask, work, create
     """Convert one series into cache files and an unsaved Volume; a refusal only skips it."""
     ds = series.header
     series_key = deid.key(salt, "series", series.uid)
-    existing = nifti_ingest.find_duplicate(session, None, None, series_key)
+    existing = find_duplicate(session, None, None, series_key)
     if existing is not None:
         _skip_duplicate(done, plan, existing)
         return
@@ -157,14 +163,14 @@ def _one_series(session, settings, series, plan, found, salt, mask, work, create
         with ExitStack() as stack:
             src = read_volume(plan, work / "hu.npy", "series", to_hu)
             mask_src = _mask(stack, settings, mask, src, plan, work, done) if mask[0] else None
-            volume = nifti_ingest.build_volume(settings, src, mask_src, mine, "the series")
-        existing = nifti_ingest.find_duplicate(session, None, volume.content_sha256, None)
+            volume = build_volume(settings, src, mask_src, mine, "the series")
+        existing = find_duplicate(session, None, volume.content_sha256, None)
         if existing is None:
             existing = next(
                 (v for v in done.volumes if v.content_sha256 == volume.content_sha256), None
             )
         if existing is not None:
-            raise Conflict(nifti_ingest.duplicate_message("the series", existing))
+            raise Conflict(duplicate_message("the series", existing))
     except DomainError as exc:
         for p in reversed(mine):
             p.unlink(missing_ok=True)
@@ -185,7 +191,7 @@ def _one_series(session, settings, series, plan, found, salt, mask, work, create
 def _skip_duplicate(done: DicomIngest, plan: Plan, existing: Volume) -> None:
     done.refuse({
         "file": plan.frames[0].file,
-        "reason": nifti_ingest.duplicate_message("this series", existing),
+        "reason": duplicate_message("this series", existing),
         "existing_volume_id": existing.id,
     })  # fmt: skip
 
