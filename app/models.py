@@ -546,3 +546,16 @@ class MonitorLease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner: Mapped[str] = mapped_column(String(160))
     expires_at: Mapped[datetime]
+
+
+class SpeedProbe(Base):
+    """This machine's measured training speed for one network and device (0015), from
+    `trainer info speed`; `key` names the network, batch, precision and device."""
+
+    __tablename__ = "speed_probes"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    device: Mapped[str] = mapped_column(String(16))
+    sec_per_kimg: Mapped[float]
+    detail: Mapped[dict] = mapped_column(JSON)
+    measured_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,9 +8,11 @@ which options a resume may change); asking the trainer keeps one source of truth
         network's multiply-accumulates per image (for a duration estimate)
   info snapshot FILE      a snapshot's progress, networks, options and dataset facts
   info resume-options     the options `train --resume latest` may change
+  info speed TRAIN_FLAGS  this machine's sec/kimg for the network `train TRAIN_FLAGS` would
+        build (needs --res; no --data): a few real training steps, seconds on the CPU preset
   info --snapshot FILE    the former form of `info snapshot` (kept for scripts)
 
-Only `snapshot` imports torch; the others answer in well under a second.
+Only `snapshot` and `speed` import torch; the others answer in well under a second.
 """
 
 from __future__ import annotations
@@ -188,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("snapshot", help="a snapshot's facts")
     s.add_argument("file")
     sub.add_parser("resume-options", help="the options a resume may change")
+    sp = sub.add_parser("speed", help="measured sec/kimg of a job's network on this machine")
+    sp.add_argument("train_flags", nargs=argparse.REMAINDER, help="`train` flags, --res needed")
     return p
 
 
@@ -207,6 +211,10 @@ def _answer(args: argparse.Namespace) -> Any:
         return out[0] if len(out) == 1 else out
     if args.what == "resume-options":
         return resume_options()
+    if args.what == "speed":
+        from trainer.speed_probe import probe
+
+        return probe(args.train_flags)
     path = args.file if args.what == "snapshot" else args.snapshot
     if not path:
         raise ValueError("say what: defaults --res N, snapshot FILE or resume-options")
@@ -215,7 +223,12 @@ def _answer(args: argparse.Namespace) -> Any:
 
 def main(argv: list[str]) -> int:
     """Exit 0 with one JSON line; 2 with `error: ...` on stderr for a bad question or file."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.what == "speed":  # its flags are `train`'s, checked by the train parser
+        args.train_flags = rest + args.train_flags
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         out = _answer(args)
     except ValueError as e:  # SnapshotError is one too

@@ -78,8 +78,10 @@ def api_create(
 def api_estimate(
     request: Request, session: SessionDep, admin: AdminUser, body: dict[str, Any] = Body(...)
 ) -> dict[str, Any]:
-    """The duration the chosen settings would take here, before starting anything."""
-    return estimate.for_form(session, body, _devices(request))
+    """The duration the chosen settings would take here, before starting anything;
+    `"measure": true` first measures this network on this machine (once, then kept)."""
+    measure = bool(body.pop("measure", False))
+    return estimate.for_form(session, body, _devices(request), measure=measure)
 
 
 @router.get("/api/jobs/{job_id}", response_model=JobOut)
@@ -164,9 +166,10 @@ def _form_ctx(
 @router.post("/jobs/estimate")
 async def job_estimate(request: Request, session: SessionDep, admin: AdminUser) -> Response:
     """The estimate line for the form's current values (htmx, on every change)."""
-    raw = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    raw = {k: v for k, v in raw.items() if k in JobOptionsIn.model_fields}
-    ctx = {"estimate": estimate.for_form(session, raw, _devices(request))}
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    raw = {k: v for k, v in form.items() if k in JobOptionsIn.model_fields}
+    measure = form.get("measure") == "1"  # the "Measure this machine" button
+    ctx = {"estimate": estimate.for_form(session, raw, _devices(request), measure=measure)}
     return render(request, "jobs/_estimate.html", ctx)
 
 

@@ -19,6 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Job
+from app.schemas.jobs import KIMG_REQUIRED
+from app.services.training import speed
 from app.services.training.job_options import (
     JobOptionsInvalid,
     trainer_defaults,
@@ -31,6 +33,7 @@ CPU_MACS_PER_S = 35e9 * max(1, min(os.cpu_count() or 2, 64))  # 70 GMAC/s on 2 t
 GPU_MACS_PER_S = 30e12
 STEP_OVERHEAD_S = {"cpu": 0.25, "cuda": 0.03}  # Python and kernel launches per minibatch
 START_S = 15.0  # imports, dataset decode, first sample grid
+DAY_S = 86400.0  # a longer job needs confirm_long
 # CPU mixed precision ("precision": "bf16") over fp32 on AMX (`info defaults` "cpu_bf16"):
 # bench/trainer_speed.py --bf16 ran 2.4x faster with the paper's network at 32² and 64²; the
 # CPU preset (small layers, less of the step in convolutions) trained 1.5x faster at 64².
@@ -81,6 +84,11 @@ def _calibration(session: Session, kind: str) -> tuple[float, int]:
 
 
 def sec_per_kimg(session: Session, opts: dict[str, Any]) -> float:
+    """This network's speed measured on this machine (speed.py) when it was, else the MAC
+    count scaled by the figures above and the calibration of earlier jobs."""
+    probe = speed.cached(session, opts)
+    if probe is not None:
+        return probe.sec_per_kimg
     kind = "cuda" if opts.get("gpus") else "cpu"
     return _base_sec_per_kimg(opts) * _measured_ratio(session, kind)
 
@@ -95,13 +103,28 @@ def first_step_s(session: Session, opts: dict[str, Any]) -> float:
     return START_S + sec_per_kimg(session, opts) * int(opts["batch"]) / 1000
 
 
-def for_form(session: Session, raw: dict[str, Any], devices: Devices) -> dict[str, Any]:
-    """The estimate for submitted form values (no job is created)."""
+def for_form(
+    session: Session, raw: dict[str, Any], devices: Devices, measure: bool = False
+) -> dict[str, Any]:
+    """The estimate for submitted form values (no job is created); `measure` first measures
+    this network on this machine when that was not done yet (seconds to a minute)."""
+    blank = {"kimg": KIMG_REQUIRED} if str(raw.get("kimg") or "").strip() == "" else {}
     try:
         _, opts = validate_job_options(session, raw, devices)
     except JobOptionsInvalid as exc:
-        return {"ok": False, "errors": exc.errors}
+        return {"ok": False, "errors": {**blank, **exc.errors}}
+    if blank:
+        return {"ok": False, "errors": blank}
+    measured, failed = speed.cached(session, opts) is not None, None
+    if measure and not measured:
+        try:
+            measured = speed.measure(session, opts) is not None
+        except calls.TrainerCallFailed as exc:
+            failed = f"could not measure this machine: {exc}"
     return {
+        "measured": measured,
+        "measure_error": failed,
+        "over_a_day": seconds(session, opts) > DAY_S,
         "ok": True,
         "seconds": seconds(session, opts),
         "sec_per_kimg": sec_per_kimg(session, opts),

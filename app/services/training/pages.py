@@ -37,6 +37,8 @@ def page_view(session: Session, job: Job, admin: bool) -> dict[str, Any]:
         "eta": jobs.eta_seconds(job),
         "estimate": opts.get("estimate_s"),
         "step": step,
+        # sec/kimg from the first minibatch (with its warm-up) until a tick has been measured
+        "speed_provisional": job.sec_per_kimg is not None and not job.last_stats,
         "waiting_for": jobs.waiting_for(job),
         "can_resume": job.state in jobs.RESUMABLE and bool(jobs.resumable_from(session, job)),
         "stale": jobs.heartbeat_stale(job),
