@@ -14,5 +14,6 @@ router = APIRouter()
 
 @router.get("/")
 def home(request: Request, session: SessionDep, user: CurrentUser) -> Response:
-    ctx = {"stats": overview(session), "activity": recent_activity(session), "nav": "home"}
+    activity = recent_activity(session, viewer=user)
+    ctx = {"stats": overview(session), "activity": activity, "nav": "home"}
     return render(request, "home.html", ctx)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.models import DatasetVersion, Review, SliceInfo, User, Volume
 from app.services.curation.audit import recent_events
+from app.services.curation.second_reads import hidden_from
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,11 @@ def _describe(action: str, target: str, detail: dict) -> tuple[str, str | None]:
     return (f"{words} {name}".strip(), link)
 
 
-def recent_activity(session: Session, limit: int = 15) -> list[Activity]:
-    """Audit events and review decisions, newest first, merged into one list."""
+def recent_activity(
+    session: Session, limit: int = 15, viewer: User | None = None
+) -> list[Activity]:
+    """Audit events and review decisions, newest first, merged into one list (without the
+    decisions `viewer` must not see yet: independent second reads)."""
     items = []
     for event, username in recent_events(session, limit):
         what, link = _describe(event.action, event.target, event.detail or {})
@@ -107,8 +111,12 @@ def recent_activity(session: Session, limit: int = 15) -> list[Activity]:
         .order_by(Review.id.desc())
         .limit(limit)
     )
+    rows = rows.all()
+    hidden = hidden_from(session, viewer, [r for r, _, _ in rows]) if viewer else set()
     for review, username, volume_name in rows:
-        what = f"{review.decision} slice {review.slice_index} of {volume_name} ({review.label})"
+        if review.id in hidden:
+            continue
+        what = f"{review.decision} slice {review.slice_index + 1} of {volume_name} ({review.label})"
         link = f"/volumes/{review.volume_id}?slice={review.slice_index}"
         items.append(Activity(review.created_at, username, what, link))
     items.sort(key=lambda a: a.when, reverse=True)

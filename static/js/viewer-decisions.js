@@ -59,11 +59,11 @@
   function drop(slice) { // a later entry on a refused slice would be refused too
     for (let k = queue.length - 1; k >= 0; k--) if (queue[k].slice === slice) queue.splice(k, 1);
   }
-  function refused(e, message) {
+  function refused(e, message) { // back to what the slice showed before this press
     drop(e.slice);
-    show(e.slice, e.before[1], null);
-    D.map[e.slice][2] = e.before[0];
+    [D.map[e.slice][2], D.map[e.slice][3]] = e.before;
     V.paintCell(e.slice);
+    V.hud();
     V.toast(message);
     if (V.index() === e.slice) V.reloadPanel();
   }

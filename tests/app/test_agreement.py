@@ -176,3 +176,14 @@ def test_the_migration_marks_earlier_reads_seen_by_a_later_reviewer(tmp_path):
     with engine.connect() as c:
         assert "independent" not in {col["name"] for col in sa.inspect(c).get_columns("reviews")}
     engine.dispose()
+
+
+def test_the_home_page_keeps_second_reads_blind(volume):
+    _decide(volume, "reader1", {3: "approved", 4: "rejected"})
+    _decide(volume, "reader2", {4: "approved"})
+    with volume.client("reader2") as r2:
+        html = r2.get("/").text
+    assert "approved slice 4 of vol-1" not in html  # reader1 on slice 4 (index 3): hidden
+    assert "rejected slice 5 of vol-1" in html and "approved slice 5 of vol-1" in html
+    with volume.client("admin") as admin:  # not assigned: sees every decision
+        assert "approved slice 4 of vol-1" in admin.get("/").text

@@ -43,5 +43,5 @@ def test_home_counts_the_latest_decision_per_slice(live_app):
     assert _numbers(html) == {"volume": 1, "approved": 3, "rejected": 1, "dataset versions": 0}
     assert "5 axial slices" in html and "1 not reviewed yet" in html
     assert "1 tumour · 2 normal" in html
-    assert "approved slice 1 of phantom-a (tumour)" in html
+    assert "approved slice 2 of phantom-a (tumour)" in html  # 1-based, as the viewer
     assert 'href="/volumes/1?slice=1"' in html and 'href="/datasets"' in html

@@ -87,3 +87,21 @@ def is_independent(session: Session, volume_id: int, index: int, user: User, had
         and is_assigned(session, volume_id, user.id)
         and not has_revealed(session, volume_id, user.id)
     )
+
+
+def hidden_from(session: Session, user: User, reviews: list[Review]) -> set[int]:
+    """Ids of these reviews that `user` may not see yet: another reviewer's decision on a
+    slice of a volume `user` is assigned to (and has not revealed) that they have not decided."""
+    views: dict[int, ReadView] = {}
+    hidden = set()
+    for r in reviews:
+        if r.user_id == user.id:
+            continue
+        if r.volume_id not in views:
+            revealed = user.is_admin and has_revealed(session, r.volume_id, user.id)
+            blinded = is_assigned(session, r.volume_id, user.id) and not revealed
+            decided = decided_slices(session, r.volume_id, user.id) if blinded else frozenset()
+            views[r.volume_id] = ReadView(user.id, blinded, decided)
+        if not views[r.volume_id].shows_others(r.slice_index):
+            hidden.add(r.id)
+    return hidden
