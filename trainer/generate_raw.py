@@ -15,6 +15,16 @@ import os
 import numpy as np
 import torch
 
+from trainer.generate_io import (
+    hu_override,
+    parse_seeds,
+    save_nifti,
+    save_png,
+    seed_latents,
+    to_hu,
+    to_uint,
+)
+
 
 def _load_array(path: str, what: str, cols: int) -> np.ndarray:
     try:
@@ -30,8 +40,6 @@ def _load_array(path: str, what: str, cols: int) -> np.ndarray:
 
 def latents_and_labels(args, G) -> tuple[torch.Tensor, torch.Tensor | None, list[str]]:
     """z `[N, z_dim]`, c `[N, c_dim]` or None, and a file stem per sample."""
-    from trainer.generate import parse_seeds, seed_latents
-
     if args.z:
         if args.seeds:
             raise ValueError("give --seeds or --z, not both")
@@ -80,13 +88,12 @@ def synthesize_raw(G, z, c, psi: float, noise_mode: str, noise_seed: int, device
 def run_generate_raw(args) -> int:
     """`generate` for --z/--c, a noise mode other than const, or --format npy."""
     from trainer.distributed import pick_device
-    from trainer.generate import _hu_override, save_nifti, save_png, to_hu, to_uint
     from trainer.snapshot import load_generator
 
     device = pick_device(args.device)
     G, info = load_generator(args.snapshot, device, ema=not args.raw, return_info=True)
     z, c, stems = latents_and_labels(args, G)
-    mapping = _hu_override(args.hu) or info.get("hu_mapping")
+    mapping = hu_override(args.hu) or info.get("hu_mapping")
     if args.format == "nifti" and mapping is None:
         raise ValueError("this snapshot has no HU mapping; pass --hu LO,HI or use png/npy")
     imgs = synthesize_raw(G, z, c, args.trunc, args.noise_mode, args.noise_seed, device, args.batch)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from trainer.generate import seed_latents
+from trainer.generate_io import seed_latents
 
 Progress = Callable[[str, int, int], None]
 IN_MEMORY_BYTES = 512 * 2**20  # larger sample sets go to a memory-mapped file in the workdir

@@ -139,7 +139,7 @@ def label_map(channels: torch.Tensor) -> torch.Tensor:
 def synthetic(G: torch.nn.Module, n: int, task: str, class_freq: float, seed: int,
               device, batch: int = 32) -> Samples:  # fmt: skip
     """`n` generated pairs for seeds seed.. seed+n-1 (classes drawn at the real tumour rate)."""
-    from trainer.generate import seed_latents
+    from trainer.generate_io import seed_latents
 
     label_ch = getattr(G, "label_channels", 0)
     if task == "segmentation" and label_ch == 0:
