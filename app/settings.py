@@ -32,6 +32,8 @@ class Settings:
     generate_max_waiting: int = 4
     generate_per_user: int = 1
     generate_max_images: int = 64
+    # Submitted work (jobs, metric and utility runs) estimated to take longer is refused (422).
+    max_job_hours: float = 168.0
     # Training jobs (issue 4): how many trainer subprocesses may run at once.
     max_concurrent_jobs: int = 1
     python_executable: str = field(default_factory=lambda: os.environ.get("MEDSYNTH_PYTHON", ""))
@@ -126,7 +128,7 @@ def _account_settings(env: dict[str, str]) -> dict:
         "session_max_age_s": int, "session_idle_s": int, "login_free_attempts": int,
         "login_free_attempts_ip": int, "login_backoff_s": float, "login_backoff_max_s": float,
         "login_forget_s": int, "generate_max_running": int, "generate_max_waiting": int,
-        "generate_per_user": int, "generate_max_images": int,
+        "generate_per_user": int, "generate_max_images": int, "max_job_hours": float,
     }  # fmt: skip
     out: dict = {"cookie_secure": _flag(env.get("MEDSYNTH_COOKIE_SECURE"))}
     for name, kind in names.items():

@@ -37,7 +37,7 @@ def api_list(session: SessionDep, user: CurrentUser, snapshot_id: int) -> dict:
 @router.get("/api/snapshots/{snapshot_id}/metrics/plan", response_model=MetricPlanOut)
 def api_plan(session: SessionDep, settings: SettingsDep, user: CurrentUser, snapshot_id: int):
     """What a run can do on this machine: metrics and why not, GPU, a default count, time."""
-    plan = svc.plan_of(session, settings, snapshot_id)
+    plan = svc.plan_of(session, settings, snapshot_id, user.id)
     plan = views.plan_for_viewer(plan, user.is_admin)
     metrics = {m: {"runnable": plan.runnable(m), "reason": plan.reason(m), "note": plan.note(m)}
                for m in svc.ALL_METRICS}  # fmt: skip
@@ -92,9 +92,9 @@ def api_pair_image(
 # ---- the snapshot page's Metrics section ----------------------------------------------------
 
 
-def _plan(session, settings, snapshot_id: int):
+def _plan(session, settings, snapshot_id: int, user_id: int = 0):
     try:
-        return svc.plan_of(session, settings, snapshot_id)
+        return svc.plan_of(session, settings, snapshot_id, user_id)
     except DomainError as exc:  # e.g. the dataset zip is gone: the form says so
         return svc.MetricPlan(None, exc.detail)
 
@@ -140,7 +140,7 @@ def panel(
     if part == "estimate":
         form = {k: v for k, v in request.query_params.items() if k not in ("part", "metrics")}
         form["metrics"] = request.query_params.getlist("metrics")
-    plan = views.plan_for_viewer(_plan(session, settings, snapshot_id), user.is_admin)
+    plan = views.plan_for_viewer(_plan(session, settings, snapshot_id, user.id), user.is_admin)
     return _panel(request, session, snapshot_id, part=part, plan=plan, form=form)
 
 
@@ -155,7 +155,7 @@ async def panel_start(
     form = await request.form()
     raw: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
     raw["metrics"] = [v for v in form.getlist("metrics") if isinstance(v, str)]
-    plan = _plan(session, settings, snapshot_id)
+    plan = _plan(session, settings, snapshot_id, admin.id)
     try:
         svc.start_run(session, settings, snapshot_id, raw, admin, plan if plan.plan else None)
     except InvalidInput as exc:

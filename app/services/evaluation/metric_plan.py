@@ -3,6 +3,10 @@
 whether there is a GPU, and measured per-stage times, from which the form takes a default
 sample count that fits the device and an estimate for any choice.
 
+Measuring starts a heavy process (the networks are built and timed), so it is single-flight
+per plan (concurrent askers wait for the one measurement) and takes a place in the bounded
+"metric plan measurement" queue with its per-user limit (app/services/limits.py).
+
 Estimates are calibrated on this machine's history: the median ratio of real to estimated
 time of earlier completed runs on the same device scales every new estimate (the probe
 measures the networks, not set-up, contention or the machine's other work).
@@ -21,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import MetricRun, Snapshot
+from app.services import limits
 from app.settings import Settings
 from app.trainer_client import calls, commands
 
@@ -29,6 +34,8 @@ PLAN_TIMEOUT_S = 180
 BUDGET_S = 300  # the default sample count is the largest whose estimate fits this
 FALLBACK_NUM = 1000
 _plans: dict[tuple, tuple[float, dict]] = {}  # (snapshot file, mtime, data, ...) -> plan
+_measuring = limits.SingleFlight()
+QUEUE = "metric plan measurement"
 
 
 @dataclass
@@ -129,8 +136,11 @@ def _weights_changed(cached: tuple[float, dict]) -> bool:
     return plan.get("weights_folder") is not None and _folder_mtime(plan) != plan.get("_mtime")
 
 
-def plan_for(session: Session, settings: Settings, snap: Snapshot, data: Path) -> MetricPlan:
-    """The plan for `snap` against `data`, measured at most every PLAN_TTL_S seconds."""
+def plan_for(
+    session: Session, settings: Settings, snap: Snapshot, data: Path, user_id: int = 0
+) -> MetricPlan:
+    """The plan for `snap` against `data`, measured at most every PLAN_TTL_S seconds, once
+    at a time; TooManyRequests when the measurement queue or this user is at its limit."""
     try:
         stat = Path(snap.path).stat()
     except OSError:
@@ -140,12 +150,19 @@ def plan_for(session: Session, settings: Settings, snap: Snapshot, data: Path) -
     cached = _plans.get(key)
     if cached is None or time.monotonic() - cached[0] > PLAN_TTL_S or _weights_changed(cached):
         try:
-            asked = _ask(settings, snap.path, str(data))
+            cached = _measuring.run(key, lambda: _measure(settings, key, snap.path, data, user_id))
         except (calls.TrainerCallFailed, ValueError, IndexError) as exc:
             return MetricPlan(None, f"could not measure this machine: {exc}")
-        asked["_mtime"] = _folder_mtime(asked)
-        cached = (time.monotonic(), asked)
-        _plans[key] = cached
     plan = cached[1]
     factor, n = calibration(session, plan.get("device", "cpu"))
     return MetricPlan(plan, factor=factor, calibrated_from=n)
+
+
+def _measure(
+    settings: Settings, key: tuple, snapshot: str, data: Path, user_id: int
+) -> tuple[float, dict]:
+    with limits.shared_queue(QUEUE, settings).place(user_id):
+        asked = _ask(settings, snapshot, str(data))
+    asked["_mtime"] = _folder_mtime(asked)
+    _plans[key] = (time.monotonic(), asked)
+    return _plans[key]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import AuditEvent, MetricRun, Snapshot, User
-from app.services import background_runs
+from app.services import background_runs, limits
 from app.services.evaluation.metric_plan import MetricPlan, plan_for  # noqa: F401 (routes)
 from app.services.training.snapshots import get_snapshot
 from app.settings import Settings
@@ -120,10 +120,10 @@ def _active_twin(session: Session, snapshot_id: int, key: str) -> MetricRun | No
     return background_runs.active_twin(session, MetricRun, snapshot_id, key)
 
 
-def plan_of(session: Session, settings: Settings, snapshot_id: int) -> MetricPlan:
+def plan_of(session: Session, settings: Settings, snapshot_id: int, user_id: int = 0) -> MetricPlan:
     """What a run on this snapshot can do here (weights, GPU, timings): see metric_plan."""
     snap = get_snapshot(session, snapshot_id)
-    return plan_for(session, settings, snap, data_zip_for(snap))
+    return plan_for(session, settings, snap, data_zip_for(snap), user_id)
 
 
 def _check_plan(metrics: list[str], plan: MetricPlan) -> None:
@@ -151,11 +151,13 @@ def start_run(
     cuda = plan.cuda if plan.plan else None
     metrics, opts = validate_request(raw, plan.suggested_num, cuda)
     _check_plan(metrics, plan)
+    estimate = plan.estimate(metrics, opts["num"])
+    if estimate is not None:  # without a plan nothing is known beyond the bounds on num
+        limits.check_time_budget(settings, estimate, "this metric run", "num or the metrics")
     opts["data"] = str(data_zip_for(snap))
     key = _request_key(snapshot_id, metrics, opts)
     if twin := _active_twin(session, snapshot_id, key):
         return twin, False
-    estimate = plan.estimate(metrics, opts["num"])
     shown = {**opts, "estimate_s": None if estimate is None else round(estimate, 1)}
     run = MetricRun(snapshot_id=snapshot_id, state="queued", metrics=metrics, options=shown,
                     request_key=key, created_by_id=user.id)  # fmt: skip

@@ -19,7 +19,7 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.models import AuditEvent, Job, Snapshot, User, utcnow
 from app.schemas.jobs import JobOut
 from app.schemas.snapshots import SnapshotOut
-from app.services.training import estimate, launch_plan
+from app.services.training import estimate, feasible, launch_plan
 from app.services.training.job_options import MAX_KIMG, Devices
 from app.settings import Settings
 from app.trainer_client import rundir
@@ -56,6 +56,7 @@ def create_job(
     """Validate the form and queue the job; the monitor starts it when a slot is free."""
     # length given, over a day confirmed, tick and snapshot intervals from the speed
     dataset, opts = launch_plan.validated(session, raw, devices)
+    feasible.check(session, settings, opts, devices)  # memory and MEDSYNTH_MAX_JOB_HOURS
     opts["estimate_s"] = round(estimate.seconds(session, opts), 1)
     job = Job(
         dataset_id=dataset.id,

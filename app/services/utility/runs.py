@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import AuditEvent, Snapshot, User, UtilityRun
-from app.services import background_runs
+from app.services import background_runs, limits
 from app.services.curation.datasets import check_disjoint, dataset_zip, get_dataset
 from app.services.evaluation.metric_runs import data_zip_for
 from app.services.training.snapshots import get_snapshot
@@ -27,6 +27,9 @@ from app.settings import Settings
 ACTIVE = ("queued", "running")
 TASKS = ("segmentation", "classification")
 DEVICES = ("auto", "cpu", "cuda")
+# More optimiser steps per second than any device gives the downstream U-Net / classifier
+# (a small network on a GPU does tens): total steps over this is a floor of a run's time.
+FASTEST_STEPS_PER_S = 100.0
 DEFAULTS = {"arms": "real,real+aug,real+syn:1,real+syn:4,syn", "fractions": "0.25,0.5,1",
             "seeds": 3, "steps": 300, "device": "auto"}  # fmt: skip
 _ARM = re.compile(r"^(real|real\+aug|real\+syn:\d+(\.\d+)?|syn(:\d+(\.\d+)?)?)$")
@@ -96,6 +99,22 @@ def validate_request(raw: Mapping[str, Any]) -> tuple[str, int, dict[str, Any]]:
     return task, test_id, opts
 
 
+def training_steps(opts: Mapping[str, Any]) -> int:
+    """Optimiser steps of a whole run: every arm × fraction × seed trains `steps` steps."""
+    arms, fractions = len(opts["arms"].split(",")), len(opts["fractions"].split(","))
+    return arms * fractions * int(opts["seeds"]) * int(opts["steps"])
+
+
+def check_budget(settings: Settings, opts: Mapping[str, Any]) -> None:
+    """422 for a run that cannot finish within MEDSYNTH_MAX_JOB_HOURS even at
+    FASTEST_STEPS_PER_S (a lower bound of its time: the real rate is lower, above all on a CPU)."""
+    steps = training_steps(opts)
+    limits.check_time_budget(
+        settings, steps / FASTEST_STEPS_PER_S, f"this run ({steps:,} training steps)",
+        "the arms, fractions, seeds or steps",
+    )  # fmt: skip
+
+
 def _request_key(snapshot_id: int, task: str, test_id: int, opts: Mapping[str, Any]) -> str:
     doc = {"snapshot": snapshot_id, "task": task, "test": test_id, "options": opts}
     return background_runs.request_key(doc)
@@ -128,6 +147,7 @@ def start_run(session: Session, settings: Settings, snapshot_id: int, raw: Mappi
     identical run is active returns that run instead."""
     snap = get_snapshot(session, snapshot_id)
     task, test_id, opts = validate_request(raw)
+    check_budget(settings, opts)
     if not Path(snap.path).is_file():
         raise Conflict(f"snapshot {snapshot_id}'s file is missing ({Path(snap.path).name})")
     train, test = _check_data(session, snap, task, test_id)
