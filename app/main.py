@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -94,6 +95,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     _install_storage_handlers(app)
 
 
+log = logging.getLogger(__name__)
 DISK_FULL = "the server's disk is full, so nothing was saved; ask an admin to free space"
 
 
@@ -109,6 +111,8 @@ def _install_storage_handlers(app: FastAPI) -> None:
     async def _data_error(request: Request, exc: DataError) -> Response:
         # PostgreSQL checks what SQLite lets through: INTEGER ids beyond 32 bits, text longer
         # than its column, NUL characters (psycopg refuses them).
+        log.warning("%s %s: the database refused a value: %s", request.method,
+                    request.url.path, str(exc.orig).splitlines()[0])  # fmt: skip
         return _error_response(
             request, 422, "a value in the request is out of range or too long to be stored"
         )

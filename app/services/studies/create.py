@@ -270,7 +270,8 @@ def _study_row(plan: Plan, req: StudyRequest, admin: User, seed0: int) -> Study:
 
 def assign(study: Study, user: User) -> StudyReader:
     """A reader with their own seeded order and one unguessable token per image."""
-    reader = StudyReader(user_id=user.id, order_seed=secrets.randbits(62))
+    # 31 bits: the column is a 32-bit INTEGER on PostgreSQL (SQLite took 62)
+    reader = StudyReader(user_id=user.id, order_seed=secrets.randbits(31))
     study.readers.append(reader)
     order = np.random.default_rng(reader.order_seed).permutation(len(study.images))
     for position, i in enumerate(order):
