@@ -58,7 +58,8 @@ def summary(d: DatasetVersion) -> dict:
     }
 
 
-def detail(d: DatasetVersion) -> dict:
+def detail(session, d: DatasetVersion) -> dict:
+    """The version, its items and the reviewers' agreement (kappa) on its source volumes."""
     items = [
         {
             "position": it.position,
@@ -70,7 +71,8 @@ def detail(d: DatasetVersion) -> dict:
         }
         for it in d.items
     ]
-    return {**summary(d), "composition": d.composition, "items": items}
+    agreement = ag.dataset_agreement(session, d)
+    return {**summary(d), "composition": d.composition, "items": items, "agreement": agreement}
 
 
 def _download_name(d: DatasetVersion) -> str:
@@ -91,10 +93,10 @@ def api_freeze(
     args = (session, settings, body.name, body.resolution, body.window, body.bit_depth, user)
     options = {"filters": _filters(body), "masks": body.masks}
     if body.split is None:
-        return detail(service.freeze_dataset(*args, **options))
+        return detail(session, service.freeze_dataset(*args, **options))
     split = comp.Split(body.split.val, body.split.test, body.split.seed)
     versions = service.freeze_split(*args, split=split, **options)
-    return {"versions": {k: detail(v) if v else None for k, v in versions.items()}}
+    return {"versions": {k: detail(session, v) if v else None for k, v in versions.items()}}
 
 
 @router.post("/api/datasets/preview", response_model=PreviewOut)
@@ -110,9 +112,7 @@ def api_list(session: SessionDep, user: CurrentUser) -> list[dict]:
 
 @router.get("/api/datasets/{dataset_id}", response_model=DatasetDetail)
 def api_get(session: SessionDep, user: CurrentUser, dataset_id: int) -> dict:
-    """The version, its items and the reviewers' agreement (kappa) on its source volumes."""
-    d = service.get_dataset(session, dataset_id)
-    return detail(d) | {"agreement": ag.dataset_agreement(session, d)}
+    return detail(session, service.get_dataset(session, dataset_id))
 
 
 @router.get(
