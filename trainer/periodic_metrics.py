@@ -26,7 +26,7 @@ def load_extractor(spec: str) -> str | None:
     """Register the extractor of --metrics-extractor-module; its name, or None for Inception."""
     if not spec:
         return None
-    from trainer.metrics.command import load_extractor_module
+    from trainer.metrics.extractor_module import load_extractor_module
 
     try:
         return load_extractor_module(spec, None)

@@ -13,7 +13,6 @@ Exit codes: 0 done (at least one metric computed), 1 unexpected error or every m
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -21,6 +20,8 @@ import signal
 import sys
 import time
 import traceback
+
+from trainer.metrics.extractor_module import load_extractor_module
 
 EXIT_USAGE, EXIT_WEIGHTS, EXIT_CANCELLED = 2, 3, 4
 
@@ -132,19 +133,9 @@ def _options(args: argparse.Namespace) -> dict:
     )  # fmt: skip
 
 
-def load_extractor_module(spec: str | None, name: str | None) -> str | None:
-    """Import MODULE[:FUNCTION] so it registers its extractor with torch-fidelity; returns the
-    extractor to use: `name` when given, else the name FUNCTION returned (if a string)."""
-    if not spec:
-        return name
-    module_name, _, function = spec.partition(":")
-    returned = getattr(importlib.import_module(module_name), function)() if function else None
-    return name or (returned if isinstance(returned, str) else None)
-
-
 def run_metrics(args: argparse.Namespace) -> int:
     from trainer.dataset import DatasetError
-    from trainer.metrics import compute_metrics
+    from trainer.metrics.compute import compute_metrics
     from trainer.metrics.fidelity import default_cache_root
     from trainer.metrics.weights import MissingWeightsError
     from trainer.snapshot import SnapshotError

@@ -40,8 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def plan(args: argparse.Namespace) -> dict:
     from trainer.dataset import load_dataset
     from trainer.distributed import pick_device
-    from trainer.metrics import plan_weights
-    from trainer.metrics.command import load_extractor_module
+    from trainer.metrics.compute import plan_weights
+    from trainer.metrics.extractor_module import load_extractor_module
     from trainer.snapshot import load_generator
 
     args.feature_extractor = load_extractor_module(args.extractor_module, args.feature_extractor)
