@@ -55,3 +55,7 @@ class Slurm:
 
     def cancel(self, job: str, *args: str) -> None:
         _run("scancel", *args, job)
+
+    def update(self, job: str, **fields: str) -> None:
+        """`scontrol update JobId=job Key=value ...` (e.g. TimeLimit)."""
+        _run("scontrol", "update", f"JobId={job}", *(f"{k}={v}" for k, v in fields.items()))

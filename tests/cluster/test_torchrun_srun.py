@@ -57,6 +57,15 @@ def _log(run_dir) -> str:
     return (run_dir / "log.txt").read_text()
 
 
+def _wait_training(slurm, job: str, run_dir, timeout: float = 300) -> None:
+    """Until the job's trainer has written its first tick (so a SIGTERM finds it training)."""
+    stats = run_dir / "stats.jsonl"
+    deadline = time.monotonic() + timeout
+    while not (stats.exists() and stats.read_text().count("\n") >= 1):
+        assert time.monotonic() < deadline and slurm.squeue_state(job) in {"PENDING", "RUNNING"}
+        time.sleep(0.05)
+
+
 def test_srun_torchrun_job_trains_and_its_cut_resume_is_exact(slurm, data, tmp_path):
     uncut, cut = tmp_path / "uncut", tmp_path / "cut"
     train = ["--data", data, *OPTIONS, "--kimg", TOTAL]
@@ -67,11 +76,7 @@ def test_srun_torchrun_job_trains_and_its_cut_resume_is_exact(slurm, data, tmp_p
     assert straight["world_size"] == 2 and straight["progress"]["cur_nimg"] == 256
 
     job = _submit(slurm, cut, *train)
-    stats = cut / "stats.jsonl"
-    deadline = time.monotonic() + 300
-    while not (stats.exists() and stats.read_text().count("\n") >= 1):
-        assert time.monotonic() < deadline and slurm.squeue_state(job) in {"PENDING", "RUNNING"}
-        time.sleep(0.05)
+    _wait_training(slurm, job, cut)
     slurm.cancel(job)  # SIGTERM to srun -> torchrun -> both ranks; SIGKILL after KillWait
     assert slurm.wait(job, {"CANCELLED"}, timeout=120) == "CANCELLED"
     assert "stop requested (SIGTERM)" in _log(cut)
@@ -115,11 +120,7 @@ def test_a_killed_torchrun_leaves_no_worker_behind_and_they_stop_with_a_snapshot
     # so proctrack/pgid (unlike a cgroup) does not reach them: they must notice the death.
     run = tmp_path / "run"
     job = _submit(slurm, run, "--data", data, *OPTIONS, "--kimg", "100")
-    stats = run / "stats.jsonl"
-    deadline = time.monotonic() + 300
-    while not (stats.exists() and stats.read_text().count("\n") >= 1):
-        assert time.monotonic() < deadline and slurm.squeue_state(job) in {"PENDING", "RUNNING"}
-        time.sleep(0.05)
+    _wait_training(slurm, job, run)
     slurm.cancel(job, "--batch", "--signal=TERM")
     slurm.wait(job, {"COMPLETED", "FAILED", "CANCELLED"}, timeout=120)
     _wait_no_trainers(run, timeout=120)
@@ -134,8 +135,12 @@ def test_a_time_limit_signal_to_the_steps_stops_torchrun_workers_with_a_snapshot
     # to its workers (the batch shell would turn it into SIGKILL, see above). torchrun itself
     # then exits 1 (its SignalException), so the job ends FAILED: the run directory tells why.
     run = tmp_path / "run"
-    job = slurm.sbatch(f"--chdir={REPO}", "--partition=short", "--time=1", "--signal=TERM@50",
+    job = slurm.sbatch(f"--chdir={REPO}", "--partition=short", "--time=5", "--signal=TERM@170",
                        batch_script(run, "--data", data, *OPTIONS, "--kimg", "100"))  # fmt: skip
+    _wait_training(slurm, job, run)
+    # now the limit comes close: its warning time (3 min - 170 s) has passed, so slurmctld
+    # signals at its next time-limit check (<= 30 s), well before the limit itself
+    slurm.update(job, TimeLimit="3")
     state = slurm.wait(job, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=300)
     assert state != "TIMEOUT", "the trainer must stop on the signal, before the limit"
     _wait_no_trainers(run, timeout=60)
