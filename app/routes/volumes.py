@@ -100,7 +100,7 @@ def _ingest_dicom(session, settings, staged: StagedUpload, user) -> DicomIngest:
 def api_list(session: SessionDep, user: CurrentUser, archived: bool = False) -> list[dict]:
     """Unarchived volumes (with `?archived=true`, the archived ones too)."""
     volumes = vs.list_volumes(session, include_archived=archived)
-    progress = rv.progress_by_volume(session, volumes)
+    progress = rv.progress_seen_by(session, volumes, user)
     assigned = rv.assignments(session)
     return [_volume_json(v, progress[v.id], assigned.get(v.id, [])) for v in volumes]
 
@@ -267,7 +267,7 @@ def list_page(
         "volumes": [vs.volume_out(v) for v in volumes],
         "archived": archived,
         "assigned": {k: [u.username for u in us] for k, us in rv.assignments(session).items()},
-        "progress": rv.progress_by_volume(session, volumes),
+        "progress": rv.progress_seen_by(session, volumes, user),
         "previews": {v.id: viewer_api._middle_slice(v) for v in volumes},
         "max_upload_mb": settings.max_upload_bytes / 1024**2,
     }

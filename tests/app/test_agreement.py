@@ -58,6 +58,8 @@ def test_a_second_reader_cannot_see_the_first_until_deciding(volume, admin):
         assert row["decision"] is None and row["reviewers"] == 0
         assert r2.get("/api/volumes/1/slices/3/agreement").json()["reviewers"] == 0
         assert r2.get("/api/volumes/1").json()["progress"]["approved"] == 0  # own progress
+        assert r2.get("/api/volumes").json()[0]["progress"]["approved"] == 0
+        assert "1 approved" not in r2.get("/volumes").text
         panel = r2.get("/volumes/1/slices/3/panel", headers={"HX-Request": "true"}).text
         assert "reader1" not in panel and "clear" not in panel and "APPROVED" not in panel
         assert "hidden until you decide" in panel

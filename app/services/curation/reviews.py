@@ -271,6 +271,18 @@ def progress_seen(session: Session, volume: Volume, view: second_reads.ReadView)
     return progress(session, volume)
 
 
+def progress_seen_by(session: Session, volumes: list[Volume], user: User) -> dict[int, dict]:
+    """progress_by_volume for a list page: on the volumes `user` is assigned to (blinded
+    there), their own decisions only."""
+    out = progress_by_volume(session, volumes)
+    mine = select(VolumeAssignment.volume_id).where(VolumeAssignment.user_id == user.id)
+    assigned = set(session.scalars(mine))
+    for v in volumes:
+        if v.id in assigned:
+            out[v.id] = own_progress(v, own_decisions(session, v.id, user.id))
+    return out
+
+
 def own_progress(volume: Volume, mine: dict[int, Review]) -> dict[str, int]:
     """Progress as a blinded reviewer sees it: their own decisions only."""
     approved = sum(r.decision == "approved" for r in mine.values())
