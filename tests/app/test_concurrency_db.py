@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import session_scope
-from app.models import AuditEvent, Job, Review
+from app.models import AuditEvent, Job, Review, Snapshot, Study
 from app.services.accounts.users import create_token, create_user
 from app.services.curation.demo import create_demo
 from app.services.monitor_lease import LeaseHolder
@@ -155,6 +155,40 @@ def test_two_admins_freezing_at_once_get_two_versions_or_a_clear_conflict(live_a
     with session_scope(live_app.sessions) as s:
         frozen = s.scalar(select(func.count()).where(AuditEvent.action == "dataset.freeze"))
     assert frozen == len(made)
+
+
+def _open_studies(db, settings, n: int) -> list[int]:
+    """Open studies (rows only: closing one touches no image)."""
+    ds = make_dataset(db, settings)
+    with session_scope(db) as s:
+        job = Job(dataset_id=ds, state="completed", options={}, run_dir="r", resolution=16,
+                  total_kimg=1.0, device="cpu")  # fmt: skip
+        job.snapshots.append(Snapshot(kimg=1, nimg=1000, path="p", size_bytes=1))
+        s.add(job)
+        s.flush()
+        studies = [Study(name=f"s{i}", snapshot_id=job.snapshots[0].id, dataset_id=ds,
+                         real_dataset_id=ds, resolution=16, n_real=1, n_fake=1, seed=0)
+                   for i in range(n)]  # fmt: skip
+        s.add_all(studies)
+        s.flush()
+        return [st.id for st in studies]
+
+
+def test_two_admins_closing_a_study_at_once_close_it_once(live_app, settings):
+    with session_scope(live_app.sessions) as s:
+        live_app.tokens["admin2"] = create_token(s, create_user(s, "admin2", "admin", PASSWORD))
+    for study_id in _open_studies(live_app.sessions, settings, 5):  # a race: tried 5 times
+
+        def close(i: int, study_id=study_id):
+            with live_app.client(("admin", "admin2")[i]) as c:
+                return c.post(f"/api/studies/{study_id}/close")
+
+        answers = _in_threads(2, close)
+        assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
+        with session_scope(live_app.sessions) as s:
+            where = (AuditEvent.action == "study.close", AuditEvent.target == f"study:{study_id}")
+            closes = s.scalar(select(func.count()).where(*where))
+        assert closes == 1
 
 
 def test_concurrent_cancels_and_resumes_change_a_followed_job_once(live_app, settings):

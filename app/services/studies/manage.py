@@ -3,7 +3,7 @@ create.py). Functions that change state are their own unit of work: they commit.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, Forbidden, NotFound
@@ -28,12 +28,20 @@ def get_study(session: Session, study_id: int) -> Study:
 
 
 def close_study(session: Session, study_id: int, admin: User) -> Study:
+    """Close once: compare-and-set on the state, so two admins closing at once (two app
+    instances, or PostgreSQL's concurrent writers) record one close and get one 409."""
     study = get_study(session, study_id)
-    if study.state == "closed":
+    closed = session.execute(
+        update(Study)
+        .where(Study.id == study.id, Study.state == "open")
+        .values(state="closed", closed_at=utcnow())
+    )
+    if closed.rowcount != 1:
+        session.rollback()
         raise Conflict(f"study {study_id} is already closed")
-    study.state, study.closed_at = "closed", utcnow()
     audit.record(session, "study.close", admin, f"study:{study.id}")
     session.commit()
+    session.refresh(study)
     return study
 
 
