@@ -63,8 +63,8 @@ def add_review(
     seen = mine.decision if mine is not None else "none"
     if expected is not None and expected != seen:
         raise Conflict(
-            f"slice {index + 1}: your decision there is {_said(seen)}, not {_said(expected)} "
-            "as your screen showed; nothing was stored. Look at the slice again and decide."
+            f"slice {index + 1}: your screen showed {_said(expected)} there, but your decision "
+            f"is now {_said(seen)}; nothing was stored. Look at the slice again and decide."
         )
     independent = second_reads.is_independent(session, volume.id, index, user, mine is not None)
     review = Review(
