@@ -56,6 +56,7 @@ def test_finished_overlapping_study_hides_its_truth_while_the_next_is_unfinished
             assert "truth" not in page.text
             for token in tokens[key]:
                 assert r1.get(f"/study-images/{token}").status_code == 403, key
+            assert r1.get(f"/api/studies/{sid}/answers.csv").status_code == 403  # admins only
         other = done["unrelated"]["id"]  # no shared image, no shared generator
         assert r1.get(f"/api/studies/{other}/results").status_code == 200
         assert r1.get(f"/study-images/{tokens['unrelated'][0]}").status_code == 200
