@@ -230,7 +230,7 @@ def dataset_page(
     ctx = {
         "d": d,
         "siblings": service.split_siblings(session, d),
-        "reviewers": views.reviewers(session, d),
+        "reviewers": views.reviewers(session, d, user),
         "creators": views.creators(session, [d]),
         "agreement": ag.dataset_agreement(session, d),
         "nav": "datasets",

@@ -189,3 +189,14 @@ def test_the_home_page_keeps_second_reads_blind(volume):
     assert "rejected slice 5 of vol-1" in html and "approved slice 5 of vol-1" in html
     with volume.client("admin") as admin:  # not assigned: sees every decision
         assert "approved slice 4 of vol-1" in admin.get("/").text
+
+
+def test_the_dataset_page_names_no_reviewer_a_blind_reader_has_not_read(volume, admin):
+    _decide(volume, "reader1", {3: "approved", 4: "approved"})
+    _decide(volume, "reader2", {4: "approved"})
+    dataset_id = admin.post("/api/datasets", json=FREEZE).json()["id"]
+    with volume.client("reader2") as r2:
+        html = r2.get(f"/datasets/{dataset_id}").text
+    captions = html.split('class="grid dataset-grid"')[1]
+    assert "slice 4" in captions and "reader1" not in captions.split("slice 5")[0]
+    assert "reader1" in admin.get(f"/datasets/{dataset_id}").text.split("dataset-grid")[1]

@@ -12,6 +12,7 @@ from app.errors import NotFound
 from app.models import DatasetVersion, Review, User
 from app.services.curation.datasets import dataset_zip, get_dataset
 from app.services.curation.export import image_name
+from app.services.curation.second_reads import hidden_from
 from app.settings import Settings
 
 
@@ -24,15 +25,17 @@ def thumbnail(session: Session, settings: Settings, dataset_id: int, position: i
         return zf.read(image_name(position))
 
 
-def reviewers(session: Session, dataset: DatasetVersion) -> dict[int, str]:
-    """review id -> reviewer name, for the grid's captions."""
+def reviewers(session: Session, dataset: DatasetVersion, viewer: User) -> dict[int, str]:
+    """review id -> reviewer name, for the grid's captions; none of another reviewer's names
+    on slices the viewer is still to read blind (second_reads)."""
     ids = [item.review_id for item in dataset.items]
     rows = session.execute(
-        select(Review.id, User.username)
+        select(Review, User.username)
         .join(User, User.id == Review.user_id)
         .where(Review.id.in_(ids))
-    )
-    return dict(rows.all())
+    ).all()
+    hidden = hidden_from(session, viewer, [r for r, _ in rows])
+    return {r.id: name for r, name in rows if r.id not in hidden}
 
 
 def creators(session: Session, datasets: list[DatasetVersion]) -> dict[int, str]:
