@@ -130,7 +130,7 @@ def discriminator_kwargs(rec: PersistentRecord) -> dict[str, Any]:
     )
 
 
-def _g_name(name: str, resolutions: list[int]) -> tuple[str, bool]:
+def generator_tensor_name(name: str, resolutions: list[int]) -> tuple[str, bool]:
     """Reference G tensor name -> (our name, rotate the kernel by 180 degrees)."""
     name = re.sub(r"^mapping\.fc(\d+)\.", r"mapping.layers.\1.", name)
     m = re.match(r"^synthesis\.b(\d+)\.(.*)$", name)
@@ -176,7 +176,7 @@ def load_reference_generator(G: torch.nn.Module, tensors: dict[str, torch.Tensor
     res = G.synthesis.block_resolutions
     mapped = {}
     for name, t in tensors.items():
-        ours, rotate = _g_name(name, res)
+        ours, rotate = generator_tensor_name(name, res)
         mapped[ours] = t.flip([2, 3]) if rotate else t
     _load(G, mapped, "G")
 

@@ -181,8 +181,9 @@ def modulated(p, name, x, wlat, demodulate, up=1, noise=None):
     return y if noise is None else y + noise
 
 
-def synthesis(p, cfg: Config, ws):
-    """ws [N, num_ws, w_dim] -> image, noise_mode 'const'."""
+def synthesis(p, cfg: Config, ws, noise=None):
+    """ws [N, num_ws, w_dim] -> image; `noise(res)` gives each layer's [N, 1, res, res] noise
+    (in layer order), else each layer's constant noise."""
     x = img = None
     wi = 0
     for res in cfg.g_resolutions():
@@ -191,15 +192,30 @@ def synthesis(p, cfg: Config, ws):
             x = p[b + "const"][None].repeat(ws.shape[0], 1, 1, 1)
         names = ["conv1"] if res == 4 else ["conv0", "conv1"]
         for j, name in enumerate(names):
-            noise = p[b + name + ".noise_const"] * p[b + name + ".noise_strength"]
+            n = p[b + name + ".noise_const"] if noise is None else noise(res)
             up = 2 if name == "conv0" else 1
-            x = modulated(p, b + name, x, ws[:, wi + j], True, up, noise)
+            x = modulated(
+                p, b + name, x, ws[:, wi + j], True, up, n * p[b + name + ".noise_strength"]
+            )
             x = bias_act(x, p[b + name + ".bias"], "lrelu", clamp=cfg.conv_clamp)
         y = modulated(p, b + "torgb", x, ws[:, wi + len(names)], False)
         y = bias_act(y, p[b + "torgb.bias"], "linear", clamp=cfg.conv_clamp)
         img = y if img is None else upfirdn(img, up=2, pad=(2, 1), gain=4) + y
         wi += len(names)
     return img
+
+
+def mapping(p, cfg: Config, z, c=None, num_ws=None):
+    """G's mapping: z (and embedded c), each scaled to unit RMS, through the lrelu layers;
+    broadcast to `num_ws` copies."""
+    parts = [z / (z.square().mean(dim=1, keepdim=True) + 1e-8).sqrt()]
+    if cfg.c_dim:
+        e = dense(p, "mapping.embed", c)
+        parts.append(e / (e.square().mean(dim=1, keepdim=True) + 1e-8).sqrt())
+    x = torch.cat(parts, dim=1)
+    for i in range(cfg.mapping_layers):
+        x = dense(p, f"mapping.fc{i}", x, "lrelu", lr=0.01)
+    return x if num_ws is None else x[:, None].repeat(1, num_ws, 1)
 
 
 def discriminator(p, cfg: Config, img, c=None):

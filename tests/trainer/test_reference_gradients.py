@@ -7,10 +7,12 @@ through the importer's name mapping into ours, and a slow float64 implementation
 reference's ops (tests/trainer/reference_nets.py) is the target. Both compare to 1e-5 of the
 largest value, up to ties at a leaky-ReLU kink (tests/trainer/kinks.py): gray64-fp16's R1 has
 one, a conv0 pre-activation of +2.2e-7 (float64) that the reference's fp32 sums put below zero.
+A whole path-length step (our loss code vs the reference's, float64) is compared the same way.
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -20,12 +22,15 @@ import torch
 from tests.trainer import reference_nets as ref
 from tests.trainer.helpers import REPO
 from tests.trainer.kinks import match_up_to_ties, relative_error
+from trainer.config import LossConfig
 from trainer.import_pkl import (
     build_discriminator,
     build_generator,
+    generator_tensor_name,
     load_reference_discriminator,
     load_reference_generator,
 )
+from trainer.loss import StyleGAN2Loss
 from trainer.networks import Discriminator, Generator
 from trainer.safe_pickle import load_pickle
 
@@ -145,3 +150,60 @@ def test_larger_networks_path_length_gradient_is_the_reference_ops(name, one_thr
     wg = ws.clone().requires_grad_(True)
     (target,) = torch.autograd.grad((ref.synthesis(params["G"], cfg, wg) * y).sum(), wg)
     check(G, pl_grad(G, ws.float(), y.float()), target)
+
+
+def reference_pl_step(params: dict, cfg: ref.Config, z, lc: LossConfig, pl_mean: float, gain):
+    """The reference's Greg phase (its loss code's order of random draws: style-mixing cutoff,
+    mixing coin, second z, each layer's noise, the path-length noise) in float64; returns the
+    gradient of every G tensor, named as the reference names it."""
+    p = {k: v.clone().requires_grad_(k.rsplit(".", 1)[-1] not in ("w_avg", "noise_const",
+         "resample_filter")) for k, v in params.items()}  # fmt: skip
+    n = z.shape[0] // lc.pl_batch_shrink
+    num_ws = 2 * int(math.log2(cfg.res)) - 2
+    ws = ref.mapping(p, cfg, z[:n].double(), None, num_ws)
+    cutoff = torch.empty([], dtype=torch.int64).random_(1, num_ws)
+    cutoff = torch.where(torch.rand([]) < lc.style_mixing, cutoff, torch.full_like(cutoff, num_ws))
+    ws2 = ref.mapping(p, cfg, torch.randn_like(z[:n]).double(), None, num_ws)
+    ws = ws.clone()
+    ws[:, cutoff:] = ws2[:, cutoff:]
+    img = ref.synthesis(p, cfg, ws, noise=lambda r: torch.randn([n, 1, r, r]).double())
+    pl_noise = torch.randn(list(img.shape)).double() / math.sqrt(img.shape[2] * img.shape[3])
+    (pl_grads,) = torch.autograd.grad((img * pl_noise).sum(), ws, create_graph=True)
+    pl_lengths = pl_grads.square().sum(2).mean(1).sqrt()
+    mean = torch.tensor(pl_mean, dtype=torch.float64).lerp(pl_lengths.mean(), lc.pl_decay)
+    loss = (pl_lengths - mean).square() * lc.pl_weight
+    (img[:, 0, 0, 0] * 0 + loss).mean().mul(gain).backward()
+    return {k: t.grad for k, t in p.items() if t.grad is not None}
+
+
+def test_a_whole_path_length_step_is_the_references(one_thread):
+    """G's gradients after one path-length step of our loss code equal the reference's loss
+    code's on the same weights, latents and random draws (style mixing, noise, pl noise, the
+    half batch, pl_mean updated before the penalty), to 1e-5 up to ties at a kink."""
+    cfg = ref.Config(res=32, img_channels=1, c_dim=0, channel_base=2048, channel_max=64)
+    params = ref.random_params(cfg, seed=5)
+    G, D = our_nets(cfg, params)
+    G.requires_grad_(True)
+    lc, gain, seed = LossConfig(), 4.0, 1  # seed 1 draws one tie (a SynthesisLayer unit)
+    loss = StyleGAN2Loss(G, D, None, lc, torch.device("cpu"))
+    z = torch.randn([8, cfg.z_dim], generator=torch.Generator().manual_seed(9))
+    torch.manual_seed(seed)
+    want = reference_pl_step(params["G"], cfg, z, lc, 0.3, gain)
+    res = G.synthesis.block_resolutions
+    names, target = [], []
+    for k, g in want.items():
+        ours, rotated = generator_tensor_name(k, res)
+        names.append(ours)
+        target.append((g.flip([2, 3]) if rotated else g).flatten())
+    ours_params = dict(G.named_parameters())
+
+    def step() -> torch.Tensor:
+        torch.manual_seed(seed)
+        loss.pl_mean.fill_(0.3)
+        G.zero_grad(set_to_none=True)
+        loss.g_pl(z, None, gain)
+        return torch.cat([ours_params[name].grad.flatten() for name in names])
+
+    step()
+    assert {k for k, v in ours_params.items() if v.grad is not None} == set(names)
+    check(G, step, torch.cat(target))
