@@ -228,3 +228,4 @@ class EstimateOut(BaseModel):
     measured: bool = Field(False, description="sec_per_kimg measured here (`trainer info speed`)")
     over_a_day: bool = Field(False, description="starting it needs confirm_long")
     measure_error: str | None = None
+    measure_s: float | None = Field(None, description="about how long measuring would take")
