@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, blind
@@ -169,7 +170,9 @@ async def job_estimate(request: Request, session: SessionDep, admin: AdminUser) 
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     raw = {k: v for k, v in form.items() if k in JobOptionsIn.model_fields}
     measure = form.get("measure") == "1"  # the "Measure this machine" button
-    ctx = {"estimate": estimate.for_form(session, raw, _devices(request), measure=measure)}
+    # measuring runs real training steps: off the event loop, so other requests go on
+    found = await run_in_threadpool(estimate.for_form, session, raw, _devices(request), measure)
+    ctx = {"estimate": found, "form": raw}
     return render(request, "jobs/_estimate.html", ctx)
 
 

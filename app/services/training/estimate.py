@@ -124,6 +124,8 @@ def for_form(
     return {
         "measured": measured,
         "measure_error": failed,
+        # about how long measuring would take: warm-up and a few steps, plus start-up
+        "measure_s": round(10 + 5 * int(opts["batch"]) / 1000 * sec_per_kimg(session, opts)),
         "over_a_day": seconds(session, opts) > DAY_S,
         "ok": True,
         "seconds": seconds(session, opts),
