@@ -15,15 +15,7 @@ import os
 import numpy as np
 import torch
 
-from trainer.generate_io import (
-    hu_override,
-    parse_seeds,
-    save_nifti,
-    save_png,
-    seed_latents,
-    to_hu,
-    to_uint,
-)
+from trainer import generate_io as gio
 
 
 def _load_array(path: str, what: str, cols: int) -> np.ndarray:
@@ -46,8 +38,8 @@ def latents_and_labels(args, G) -> tuple[torch.Tensor, torch.Tensor | None, list
         z = torch.from_numpy(_load_array(args.z, "--z", G.z_dim))
         stems = [f"z{i:04d}" for i in range(len(z))]
     elif args.seeds:
-        seeds = parse_seeds(args.seeds)
-        z, stems = seed_latents(seeds, G.z_dim), [f"seed{s:04d}" for s in seeds]
+        seeds = gio.parse_seeds(args.seeds)
+        z, stems = gio.seed_latents(seeds, G.z_dim), [f"seed{s:04d}" for s in seeds]
     else:
         raise ValueError("give --seeds or --z FILE.npy")
     return z, _labels(args, G, len(z)), stems
@@ -93,7 +85,7 @@ def run_generate_raw(args) -> int:
     device = pick_device(args.device)
     G, info = load_generator(args.snapshot, device, ema=not args.raw, return_info=True)
     z, c, stems = latents_and_labels(args, G)
-    mapping = hu_override(args.hu) or info.get("hu_mapping")
+    mapping = gio.hu_override(args.hu) or info.get("hu_mapping")
     if args.format == "nifti" and mapping is None:
         raise ValueError("this snapshot has no HU mapping; pass --hu LO,HI or use png/npy")
     imgs = synthesize_raw(G, z, c, args.trunc, args.noise_mode, args.noise_seed, device, args.batch)
@@ -104,7 +96,7 @@ def run_generate_raw(args) -> int:
     for stem, img in zip(stems, imgs[:, 0], strict=True):
         base = os.path.join(args.outdir, stem)
         if args.format == "nifti":
-            save_nifti(to_hu(img, mapping), base + ".nii.gz", mapping)
+            gio.save_nifti(gio.to_hu(img, mapping), base + ".nii.gz", mapping)
         else:
-            save_png(to_uint(img, 16 if args.format == "png16" else 8), base + ".png")
+            gio.save_png(gio.to_uint(img, 16 if args.format == "png16" else 8), base + ".png")
     return len(imgs)
