@@ -141,7 +141,8 @@ def generator_tensor_name(name: str, resolutions: list[int]) -> tuple[str, bool]
     return f"synthesis.blocks.{block}.{rest}", rest == "conv0.conv.weight"
 
 
-def _d_name(name: str, resolutions: list[int]) -> str:
+def discriminator_tensor_name(name: str, resolutions: list[int]) -> str:
+    """Reference D tensor name -> our name."""
     name = re.sub(r"^mapping\.fc(\d+)\.", r"mapping.layers.\1.", name)
     name = re.sub(r"^b4\.(conv|fc|out)\.", r"epilogue.\1.", name)
     m = re.match(r"^b(\d+)\.(.*)$", name)
@@ -184,7 +185,7 @@ def load_reference_generator(G: torch.nn.Module, tensors: dict[str, torch.Tensor
 def load_reference_discriminator(D: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     """Copy a reference D's tensors, named as in its state_dict, into our Discriminator `D`."""
     res = D.block_resolutions
-    _load(D, {_d_name(n, res): t for n, t in tensors.items()}, "D")
+    _load(D, {discriminator_tensor_name(n, res): t for n, t in tensors.items()}, "D")
 
 
 def build_generator(rec: PersistentRecord, channels: int | None = None):

@@ -7,7 +7,8 @@ through the importer's name mapping into ours, and a slow float64 implementation
 reference's ops (tests/trainer/reference_nets.py) is the target. Both compare to 1e-5 of the
 largest value, up to ties at a leaky-ReLU kink (tests/trainer/kinks.py): gray64-fp16's R1 has
 one, a conv0 pre-activation of +2.2e-7 (float64) that the reference's fp32 sums put below zero.
-A whole path-length step (our loss code vs the reference's, float64) is compared the same way.
+A whole path-length step and a whole R1 step (our loss code vs the reference's, float64) are
+compared the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from trainer.config import LossConfig
 from trainer.import_pkl import (
     build_discriminator,
     build_generator,
+    discriminator_tensor_name,
     generator_tensor_name,
     load_reference_discriminator,
     load_reference_generator,
@@ -240,3 +242,40 @@ def test_a_whole_path_length_step_is_the_references(one_thread):
     step()
     assert {k for k, v in ours_params.items() if v.grad is not None} == set(names)
     check(G, step, torch.cat(target))
+
+
+def test_a_whole_r1_step_is_the_references(one_thread):
+    """D's gradients after one R1 step (the double backward through every resampling, the skip
+    and minibatch std) equal the reference's Dr1 loss code's, float64, conditional, to 1e-5 up to
+    ties at a kink."""
+    cfg = ref.Config(res=32, img_channels=3, c_dim=2, channel_base=2048, channel_max=64)
+    params = ref.random_params(cfg, seed=7)
+    G, D = our_nets(cfg, params)
+    D.requires_grad_(True)
+    lc, gain = LossConfig(r1_gamma=3.0), 16.0
+    loss = StyleGAN2Loss(G, D, None, lc, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(8)
+    real = torch.randn([4, 3, 32, 32], generator=gen, dtype=torch.float64)
+    c = torch.eye(2, dtype=torch.float64)[torch.tensor([0, 1, 1, 0])]
+
+    p = {
+        k: v.clone().requires_grad_(not k.endswith("resample_filter"))
+        for k, v in params["D"].items()
+    }
+    x = real.clone().requires_grad_(True)
+    logits = ref.discriminator(p, cfg, x, c)
+    (r1,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+    penalty = r1.square().sum([1, 2, 3]) * (lc.r1_gamma / 2)
+    (logits * 0 + penalty[:, None]).mean().mul(gain).backward()
+    res = D.block_resolutions
+    want = {discriminator_tensor_name(k, res): t.grad for k, t in p.items() if t.grad is not None}
+    ours_params = dict(D.named_parameters())
+
+    def step() -> torch.Tensor:
+        D.zero_grad(set_to_none=True)
+        loss.d_r1(real.float(), c.float(), gain)
+        return torch.cat([ours_params[name].grad.flatten() for name in want])
+
+    step()
+    assert {k for k, v in ours_params.items() if v.grad is not None} == set(want)
+    check(D, step, torch.cat([g.flatten() for g in want.values()]))
