@@ -122,6 +122,11 @@ class LiveApp:
     settings: Settings
     sessions: object
     tokens: dict[str, str]
+    app: object = None  # the FastAPI app (app.state.monitor: its job monitor)
+
+    @property
+    def monitor(self):
+        return self.app.state.monitor
 
     def client(self, user: str | None = "admin", **kwargs) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.tokens[user]}"} if user else {}
@@ -141,8 +146,9 @@ def live_app(settings: Settings, db) -> Iterator[LiveApp]:
         for name, role in (("admin", "admin"), ("reader1", "reviewer"), ("reader2", "reviewer")):
             tokens[name] = create_token(session, create_user(session, name, role, PASSWORD))
     port = _free_port()
+    application = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        application, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )
     server = _Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -152,7 +158,8 @@ def live_app(settings: Settings, db) -> Iterator[LiveApp]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
-    yield LiveApp(url=f"http://127.0.0.1:{port}", settings=settings, sessions=db, tokens=tokens)
+    yield LiveApp(url=f"http://127.0.0.1:{port}", settings=settings, sessions=db, tokens=tokens,
+                  app=application)  # fmt: skip
     server.should_exit = True
     thread.join(timeout=10)
 

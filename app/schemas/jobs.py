@@ -192,6 +192,11 @@ class JobOut(BaseModel):
     cancel_requested_at: datetime | None
     waiting_for: str | None = None
     step: dict[str, Any] | None = None
+    # On a cluster: the scheduler's id, its state in words ("queued on the cluster: waiting for
+    # resources"), and one entry per launch (a run cut by time limits has several).
+    scheduler_id: str | None = None
+    scheduler_state: str | None = None
+    segments: list[dict[str, Any]] | None = None
     snapshots: list[SnapshotOut]
     options: dict[str, Any] | None = None
     stats: dict[str, Any] | None = None

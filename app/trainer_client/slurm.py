@@ -71,8 +71,15 @@ class SlurmExecutor:
                 lines.append(f"#SBATCH --{flag}={value}")
         limit = _time_limit(res.time_limit_min, s.slurm_time_limit)
         if limit:
+            # SIGTERM before the limit: the trainer snapshots and exits 4, the app requeues.
+            # One process: to the batch shell, which is the trainer (exec). Under srun: to the
+            # step's tasks (srun itself would turn a SIGTERM into SIGKILL for them).
+            margin = int(s.slurm_signal_margin_s)
+            if res.time_limit_min:
+                margin = min(margin, res.time_limit_min * 30)  # never more than half the limit
+            target = "TERM" if gpus * nodes > 1 else "B:TERM"
             lines.append(f"#SBATCH --time={limit}")
-            lines.append(f"#SBATCH --signal=B:TERM@{int(s.slurm_signal_margin_s)}")
+            lines.append(f"#SBATCH --signal={target}@{margin}")
         lines += [f"#SBATCH {x.strip()}" for x in s.slurm_extra.split(";") if x.strip()]
         lines.append("# Written by MedSynth; re-run by hand with: sbatch " + SCRIPT)
         lines.append("set -e")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -251,10 +252,9 @@ class JobMonitor:
         segments = self._close_segment(job, status) or []
         if len(segments) >= self.settings.slurm_max_segments:
             return False
-        started_at = (segments[-1].get("kimg_start") or 0.0) if segments else 0.0
-        latest = max((nimg for nimg, _ in rundir.snapshot_files(job.run_dir)), default=-1)
-        if latest < 0 or latest / 1000 <= started_at + KIMG_EPS:
-            return False
+        since = float(segments[-1].get("submitted_ts") or 0.0) if segments else 0.0
+        if not any(_mtime(path) >= since for _, path in rundir.snapshot_files(job.run_dir)):
+            return False  # this segment wrote no snapshot: requeueing would not advance
         requeued = session.execute(
             update(Job)
             .where(Job.id == job.id, Job.state == "running", Job.cancel_requested_at.is_(None))
@@ -386,7 +386,7 @@ class JobMonitor:
         if started.scheduler_id:
             segments.append({"scheduler_id": started.scheduler_id, "kimg_start": job.kimg,
                              "submitted_at": utcnow().isoformat(timespec="seconds"),
-                             "ended_at": None})  # fmt: skip
+                             "submitted_ts": time.time(), "ended_at": None})  # fmt: skip
         session.execute(
             update(Job)
             .where(Job.id == job.id)
@@ -401,6 +401,13 @@ class JobMonitor:
             self.executor.stop(job.pid, job.scheduler_id, job.run_dir)
         where = started.scheduler_id or f"pid {started.pid} on {device}"
         log.info("job %s started: %s (resume: %s)", job.id, where, resume)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def rundir_stopped(run_dir: str) -> bool:

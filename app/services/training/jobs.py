@@ -239,6 +239,8 @@ def job_out(job: Job, admin: bool, detail: bool = True) -> JobOut:
         heartbeat_at=job.heartbeat_at, cancel_requested_at=job.cancel_requested_at,
         estimate_s=(job.options or {}).get("estimate_s"), waiting_for=waiting_for(job),
         step=rundir.read_progress(job.run_dir) if job.state in LIVE else None,
+        scheduler_id=job.scheduler_id, scheduler_state=job.scheduler_state,
+        segments=job.segments,
         snapshots=[snapshot_out(s, admin) for s in job.snapshots],
     )  # fmt: skip
     if detail:
