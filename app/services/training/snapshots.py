@@ -71,9 +71,7 @@ def count_seeds(text: str) -> int:
         if hi and int(hi) < int(lo):
             raise InvalidInput(f"seeds: the range {part.strip()} runs backwards")
         n += int(hi) - int(lo) + 1 if hi else 1
-    if n > MAX_IMAGES:
-        raise InvalidInput(f"seeds: {n} images asked for, at most {MAX_IMAGES} at a time")
-    return n
+    return n  # the per-request cap is the caller's: limits.check_image_count for a person
 
 
 def _cleanup(tmp_dir: Path) -> None:
@@ -95,7 +93,8 @@ def generate(
     fmt: str = "png",
 ) -> Generated:
     """Run the trainer's generate command on a snapshot into a fresh folder."""
-    count_seeds(seeds)
+    if count_seeds(seeds) > MAX_IMAGES:  # any caller; web requests meet a lower cap first
+        raise InvalidInput(f"seeds: at most {MAX_IMAGES} images in one generation")
     if fmt not in FORMATS:
         raise InvalidInput(f"format: must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if not -2.0 <= trunc <= 2.0:
