@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 from app.trainer_client.commands import ROOT
-from app.trainer_client.executor import Launch, Started, Status, SubmitFailed, recorded_exit
+from app.trainer_client.launch import Launch, Started, Status, SubmitFailed, recorded_exit
 from app.trainer_client.slurm_states import describe_end, describe_pending, is_final
 
 log = logging.getLogger(__name__)
