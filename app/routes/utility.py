@@ -83,7 +83,9 @@ def api_results_csv(session: SessionDep, admin: AdminUser, run_id: int) -> Respo
 
 
 def _panel(request: Request, session: SessionDep, snapshot_id: int, **extra: Any) -> Response:
-    ctx = views.panel_context(session, get_snapshot(session, snapshot_id), **extra)
+    monitor = getattr(request.app.state, "monitor", None)
+    cuda = bool(monitor and monitor.devices().cuda)  # offer `cuda` only where there is one
+    ctx = views.panel_context(session, get_snapshot(session, snapshot_id), cuda=cuda, **extra)
     if is_htmx(request):
         return render(request, "utility/panel.html", ctx, block="utility_panel")
     return render(request, "utility/panel.html", ctx)

@@ -130,6 +130,8 @@ def test_a_run_is_computed_and_shown_with_exports(live_app, admin, world):
 
 def test_overlap_and_bad_requests_are_refused(live_app, admin, reader, world):
     sid = world["snapshot"]
+    form = admin.get(f"/snapshots/{sid}/utility", headers={"HX-Request": "true"}).text
+    assert '<option value="cpu"' in form and '<option value="cuda"' not in form  # no GPU here
     r = admin.post(f"/api/snapshots/{sid}/utility",
                    json={**BODY, "test_dataset_id": world["overlap"]})  # fmt: skip
     assert r.status_code == 409 and "not held out" in r.json()["detail"]

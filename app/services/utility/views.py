@@ -31,9 +31,9 @@ def run_dict(run: UtilityRun) -> dict[str, Any]:
 
 
 def panel_context(session: Session, snap: Snapshot, form: Mapping[str, Any] | None = None,
-                  error: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """The snapshot page's Utility section: the start form (held-out versions to test on)
-    and this snapshot's runs."""
+                  error: str | None = None, cuda: bool = False) -> dict[str, Any]:  # fmt: skip
+    """The snapshot page's Utility section: the start form (held-out versions to test on,
+    the devices this machine has) and this snapshot's runs."""
     runs = [run_dict(r) for r in list_runs(session, snap.id)]
     train = snap.job.dataset
     return {
@@ -42,6 +42,7 @@ def panel_context(session: Session, snap: Snapshot, form: Mapping[str, Any] | No
         "heldout": heldout_candidates(session, train), "train_dataset": train,
         "utility_form": {**DEFAULTS, "task": "segmentation", **(form or {})},
         "utility_error": error,
+        "utility_devices": ("auto", "cpu", "cuda") if cuda else ("auto", "cpu"),
     }  # fmt: skip
 
 
