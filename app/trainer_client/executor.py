@@ -123,7 +123,7 @@ def stop_launch(pid: int | None, scheduler_id: str | None, run_dir: str) -> bool
     if scheduler_id:
         from app.trainer_client.slurm import cancel
 
-        return cancel(scheduler_id)
+        return cancel(scheduler_id, run_dir)
     if pid and processes.is_ours(pid, run_dir):
         return processes.request_stop(pid)
     return False

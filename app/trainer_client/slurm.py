@@ -224,7 +224,7 @@ class SlurmExecutor:
 
     def stop(self, pid: int | None, scheduler_id: str | None, run_dir: str) -> bool:
         """scancel: SIGTERM to the batch step (the trainer, exec'd), SIGKILL after KillWait."""
-        return cancel(scheduler_id or "")
+        return cancel(scheduler_id or "", run_dir)
 
     def kill(self, pid: int | None, scheduler_id: str | None) -> None:
         number = job_number(scheduler_id)
@@ -235,10 +235,22 @@ class SlurmExecutor:
         pass
 
 
-def cancel(scheduler_id: str) -> bool:
-    """scancel a job we submitted (pending: removed; running: SIGTERM, SIGKILL after KillWait)."""
+def cancel(scheduler_id: str, run_dir: str = "") -> bool:
+    """Stop a job we submitted so that its trainer writes a snapshot first.
+
+    Running: SIGTERM only (the app SIGKILLs after its grace). To the batch shell when the script
+    `exec`s the trainer; to the steps when it `exec`s srun (srun turns a SIGTERM it receives
+    into SIGKILL for its tasks, so a plain scancel would kill torchrun's workers unsaved).
+    Pending (nothing to signal): removed with a plain scancel."""
     number = job_number(scheduler_id)
-    return number is not None and _scancel([number])
+    if number is None:
+        return False
+    try:
+        steps = "exec srun " in script_path(run_dir).read_text() if run_dir else False
+    except OSError:
+        steps = False
+    signalled = ["--signal=TERM", number] if steps else ["--signal=TERM", "--batch", number]
+    return _scancel(signalled) or _scancel([number])
 
 
 def _scancel(args: list[str]) -> bool:
