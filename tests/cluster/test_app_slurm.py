@@ -93,6 +93,8 @@ def test_a_job_runs_through_slurm_and_its_progress_reaches_the_page(live_app, ad
     assert "--job-name=medsynth-job-" in script and "-m trainer train" in script
     page = admin.get(f"/jobs/{job_id}")
     assert done["scheduler_id"] in page.text and "Segments on the cluster" in page.text
+    form = admin.get("/jobs").text  # the form asks what a cluster user chooses
+    assert 'name="nodes"' in form and 'name="time_limit_min"' in form and "per node" in form
 
 
 def test_cancel_leaves_a_snapshot_and_resume_submits_again(live_app, admin):
