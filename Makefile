@@ -32,8 +32,10 @@ run: $(STAMP)
 browser:
 	@bash tests/ensure_browser.sh
 
+# SLURM (one node) and PostgreSQL are started for the tests and stopped after (as root, no
+# systemd; Debian's packages are installed when missing): see tests/run_suite.sh.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	bash tests/run_suite.sh $(BIN)/python
 
 lint: $(STAMP)
 	$(BIN)/ruff check app trainer tests bench migrations
@@ -49,6 +51,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/viewer_step.py
 	$(BIN)/python bench/login_flood.py
 	$(BIN)/python bench/utility.py  # about 10-20 min on 2 CPU cores
+	$(BIN)/python bench/review_concurrency.py
+	eval "$$(bash tests/services/slurm.sh start)" && $(BIN)/python bench/slurm_overhead.py; \
+	rc=$$?; bash tests/services/slurm.sh stop; exit $$rc
 
 # On a machine with an NVIDIA GPU: the one-call CUDA proof (<= 8 min on one H100/H200).
 gpu-check: $(STAMP)
