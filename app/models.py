@@ -549,7 +549,7 @@ class MonitorLease(Base):
 
 
 class SpeedProbe(Base):
-    """This machine's measured training speed for one network and device (0015), from
+    """This machine's measured training speed for one network and device (0014), from
     `trainer info speed`; `key` names the network, batch, precision and device."""
 
     __tablename__ = "speed_probes"

@@ -15,6 +15,7 @@ import traceback
 
 from trainer import distributed, exit_record
 from trainer.dataset import DatasetError, load_dataset
+from trainer.device_setup import training_device
 from trainer.options import (
     UsageError,
     check_finetune,
@@ -60,21 +61,6 @@ def _dataset_for(
     return load_dataset(data, resolution=res, mirror=mirror, cond=cond, workers=workers)
 
 
-def _device(name: str):
-    """The torch device (a usage error when CUDA is asked for but absent), TF32 on CUDA."""
-    import torch
-
-    try:
-        device = distributed.pick_device(name, int(os.environ.get("LOCAL_RANK", "0")))
-    except ValueError as e:
-        raise UsageError(str(e)) from e
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-    return device
-
-
 def _train(args: argparse.Namespace, stop, log_holder: list) -> int:
     from trainer.loop import Run, start, training_loop
     from trainer.periodic_metrics import PeriodicMetrics
@@ -101,7 +87,7 @@ def _train(args: argparse.Namespace, stop, log_holder: list) -> int:
         )
     else:
         ds = _dataset_for(args, "", bool(args.cond), bool(args.mirror), args.res, args.workers or 1)
-    device = _device(args.device or (cfg.train.device if mode == "resume" else "auto"))
+    device = training_device(args.device or (cfg.train.device if mode == "resume" else "auto"))
     dist_info = distributed.init_from_env(device)
     if mode != "resume":
         cfg = config_from_args(args, ds, dist_info.world_size, device.type == "cuda")

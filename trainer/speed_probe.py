@@ -49,7 +49,7 @@ def _sync(device: torch.device) -> None:
 def probe(train_flags: list[str]) -> dict[str, Any]:
     """{"sec_per_kimg", "device", "batch", "res", "probe_s"} for `train` with these flags
     (without --data and --outdir; --res is required)."""
-    from trainer.cli import _device
+    from trainer.device_setup import training_device
     from trainer.options import config_from_args
     from trainer.parser import build_parser
     from trainer.training import Trainer
@@ -58,7 +58,7 @@ def probe(train_flags: list[str]) -> dict[str, Any]:
     args = build_parser().parse_args(["train", "--outdir", "-", *train_flags])
     if not args.res:
         raise ValueError("info speed needs --res")
-    device = _device(args.device or "auto")
+    device = training_device(args.device or "auto")
     ds = _synthetic(args.res, bool(args.cond))
     cfg = config_from_args(args, ds, 1, device.type == "cuda")
     trainer = Trainer(cfg, ds.to(device) if device.type == "cuda" else ds, device)

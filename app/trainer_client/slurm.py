@@ -55,7 +55,8 @@ class SlurmExecutor:
         """The batch script for one launch (also what `job.sbatch` holds)."""
         s, res = self.settings, launch.resources
         gpus, nodes = max(0, res.gpus), max(1, res.nodes)
-        lines = ["#!/bin/bash", f"#SBATCH --job-name=medsynth-{launch.name}"]
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", launch.name)  # one word for #SBATCH
+        lines = ["#!/bin/bash", f"#SBATCH --job-name=medsynth-{name}"]
         lines.append(f"#SBATCH --output={launch.run_dir / 'slurm-%j.out'}")
         lines += [
             f"#SBATCH --chdir={ROOT}",

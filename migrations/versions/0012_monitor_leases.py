@@ -1,7 +1,7 @@
 """monitor leases: which app instance runs the job monitor's passes (issue 20)
 
 Revision ID: 0012
-Revises: 0013
+Revises: 0011
 Create Date: 2026-12-08 04:40:00.000000
 
 Two app instances on one database (a second web node, or a restart overlapping the old
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0013"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

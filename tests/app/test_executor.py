@@ -47,7 +47,7 @@ def test_a_one_process_script_execs_the_trainer_and_asks_for_the_warning(setting
                             slurm_extra="--constraint=a100; --exclusive",
                             slurm_env_setup="source /shared/venv/bin/activate")  # fmt: skip
     launch = Launch(key=1, argv=["/py", "-m", "trainer", "train", "--outdir", "/r 1"],
-                    run_dir=tmp_path, name="job-1", env={"A": "b c"},
+                    run_dir=tmp_path, name="job 1", env={"A": "b c"},
                     resources=Resources(gpus=1, time_limit_min=4))  # fmt: skip
     script = SlurmExecutor(s, "/py").script(launch)
     for line in ("#SBATCH --partition=gpu", "#SBATCH --account=rad", "#SBATCH --mem=64G",
@@ -56,7 +56,7 @@ def test_a_one_process_script_execs_the_trainer_and_asks_for_the_warning(setting
                  "source /shared/venv/bin/activate", "export A='b c'"):  # fmt: skip
         assert line + "\n" in script, line
     assert "\nexec /py -m trainer train --outdir '/r 1' >> " in script  # quoted, exec'd
-    assert "srun" not in script
+    assert "srun" not in script and "#SBATCH --job-name=medsynth-job-1\n" in script
 
 
 def test_scheduler_states_read_as_words():
