@@ -181,7 +181,8 @@ def _machine_checks(
         errors[field] = "only for a cluster (MEDSYNTH_EXECUTOR=slurm); this server runs jobs itself"
     procs = max(gpus, 1) * nodes
     if m.batch is not None and procs > 1 and m.batch % procs:
-        errors["batch"] = f"{m.batch} is not divisible by the {procs} processes it runs on"
+        per = f" ({gpus} per node × {nodes} nodes)" if nodes > 1 else ""
+        errors["batch"] = f"{m.batch} is not divisible by the {procs} GPUs it runs on{per}"
     if m.cond and dataset is not None and not 0 < dataset.num_tumour < dataset.num_images:
         kind = "normal" if dataset.num_tumour <= 0 else "tumour"
         errors["cond"] = f"conditioning needs normal and tumour images; all are {kind}"
