@@ -59,3 +59,24 @@ def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(live_app, admi
     assert not [p for p in live_app.settings.runs_dir.glob("import-*")]
     assert admin.post("/api/snapshots/import", files={"file": ("x.txt", b"hello")},
                       data={"dataset_id": str(ds)}).status_code == 422  # fmt: skip
+
+
+def test_parallel_imports_by_one_user_take_one_place_in_the_bounded_queue(live_app, admin):
+    """Each import starts a trainer process: one user holds one place; the rest hear 429."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ds = make_dataset(live_app.sessions, live_app.settings, res=32)
+    body = (FIXTURES / "gray32.pkl").read_bytes()
+
+    def post(_):
+        with live_app.client("admin") as c:
+            files = {"file": ("gray32.pkl", body)}
+            return c.post("/api/snapshots/import", files=files, data={"dataset_id": str(ds)})
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(post, range(4)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes[0] == 201 and set(codes) <= {201, 429}, [r.text for r in answers]
+    assert codes.count(429) >= 1  # not all four ran at once
+    refused = next(r for r in answers if r.status_code == 429)
+    assert "checkpoint import" in refused.json()["detail"] and refused.headers.get("retry-after")

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput
 from app.models import DatasetItem, DatasetVersion, Review, Snapshot, User
+from app.services import limits
 from app.services.curation import datasets as curation
 from app.services.curation.export import image_name
 from app.services.studies.images import blind_png
@@ -149,8 +150,9 @@ def generate_synthetic(
     python = commands.python_for(settings.python_executable)
     with tempfile.TemporaryDirectory(dir=settings.tmp_dir) as out:
         spec = f"{seeds.start}-{seeds.stop - 1}"
-        try:
-            calls.generate(python, snapshot_path, spec, Path(out), psi, label, "png")
+        try:  # the shared bounded queue of study image generation (admins' requests)
+            with limits.shared_queue("study image generation", settings).place(0):
+                calls.generate(python, snapshot_path, spec, Path(out), psi, label, "png")
         except calls.TrainerCallFailed as exc:
             if exc.timed_out:
                 raise Conflict("generating the study's images took too long; try fewer") from exc

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, NotFound, PayloadTooLarge
 from app.models import AuditEvent, DatasetVersion, Job, Snapshot, User
+from app.services import limits
 from app.settings import Settings
 from app.trainer_client import calls, commands
 
@@ -58,8 +59,9 @@ def import_pkl(
         _receive(src, upload)
         python = commands.python_for(settings.python_executable)
         out = folder / "snapshot-000000.pt"
-        try:
-            facts = calls.import_pkl(python, upload, out, channels=1)
+        try:  # the shared bounded queue of checkpoint imports, a place per user
+            with limits.shared_queue("checkpoint import", settings).place(user.id):
+                facts = calls.import_pkl(python, upload, out, channels=1)
         except calls.TrainerCallFailed as exc:
             raise InvalidInput(f"file: {exc}") from exc
         finally:

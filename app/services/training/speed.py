@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.models import SpeedProbe, utcnow
+from app.services import limits
 from app.trainer_client import calls, commands
 
 # Flags that change the length or the bookkeeping of a run, not the cost of one step.
@@ -49,11 +50,23 @@ def cached(session: Session, opts: dict[str, Any]) -> SpeedProbe | None:
         return None
 
 
+_measuring = limits.SingleFlight()  # one probe per network at a time; others await it
+_queue = limits.WorkQueue("machine speed measurement", 1, 4, 4)  # bounded, whoever asks
+
+
 def measure(session: Session, opts: dict[str, Any]) -> SpeedProbe:
-    """Measure the job's network on this machine now (a few training steps) and keep it."""
+    """Measure the job's network on this machine now (a few training steps) and keep it.
+
+    Concurrent asks for the same network share one probe; at most one probe runs and four
+    wait (a 429 beyond), so the form cannot start unbounded trainer processes."""
     python = commands.python_for("")
-    out = calls.speed(python, train_flags(opts))
     key = probe_key(opts)
+
+    def probe() -> dict[str, Any]:
+        with _queue.place(0):
+            return calls.speed(python, train_flags(opts))
+
+    out = _measuring.run(key, probe)
     row = session.get(SpeedProbe, key) or SpeedProbe(key=key)
     row.device, row.sec_per_kimg = str(out["device"]), float(out["sec_per_kimg"])
     row.detail, row.measured_at = out, utcnow()
