@@ -62,6 +62,9 @@ class SlurmExecutor:
             f"#SBATCH --chdir={ROOT}",
             f"#SBATCH --nodes={nodes}",
             "#SBATCH --ntasks-per-node=1",
+            # SLURM never reruns this script itself (after a node failure it would rerun a
+            # fresh run's command line over its snapshots): the app resubmits, --resume latest.
+            "#SBATCH --no-requeue",
         ]
         if gpus:
             lines.append(f"#SBATCH --gpus-per-node={gpus}")

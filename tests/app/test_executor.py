@@ -56,6 +56,7 @@ def test_a_one_process_script_execs_the_trainer_and_asks_for_the_warning(setting
                  "source /shared/venv/bin/activate", "export A='b c'"):  # fmt: skip
         assert line + "\n" in script, line
     assert "\nexec /py -m trainer train --outdir '/r 1' >> " in script  # quoted, exec'd
+    assert "#SBATCH --no-requeue\n" in script  # the app resubmits, with --resume latest
     assert "srun" not in script and "#SBATCH --job-name=medsynth-job-1\n" in script
 
 
