@@ -48,7 +48,7 @@ def _run(session, run_dir: Path, state: str = "running") -> int:
         task="segmentation",
         state=state,
         options={},
-        request_key=str(run_dir),
+        request_key=background_runs.request_key({"run_dir": str(run_dir)}),  # 64 hex chars
         run_dir=str(run_dir),
         pid=_dead_pid() if state == "running" else None,
     )
