@@ -188,9 +188,11 @@ def jobs_page(
 
 @router.get("/jobs/form")
 def job_form(request: Request, session: SessionDep, admin: AdminUser) -> Response:
-    """The form again for another dataset or preset (htmx, when either changes)."""
+    """The form again for another dataset or preset (htmx, when either changes); the form's
+    values come along, so a re-fill keeps what was typed (`changed=preset`: sizes follow it)."""
     values = {k: v for k, v in request.query_params.items() if k in JobOptionsIn.model_fields}
-    ctx = _form_ctx(session, _devices(request), values, preset_changed="preset" in values)
+    changed = request.query_params.get("changed")
+    ctx = _form_ctx(session, _devices(request), values, preset_changed=changed == "preset")
     return _list_page(request, session, ctx, "job_form")
 
 

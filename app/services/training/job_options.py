@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput
-from app.models import DatasetVersion, Snapshot
+from app.models import DatasetVersion, Snapshot, User
 from app.schemas.jobs import BOUNDS, JobOptionsIn, parse_job_options
 from app.trainer_client import calls, commands
 from app.trainer_client.processes import Devices
@@ -68,6 +68,15 @@ def form_defaults(dataset: DatasetVersion | None, devices: Devices) -> dict[str,
     }  # fmt: skip
 
 
+def default_dataset(session: Session, datasets: list[DatasetVersion]) -> DatasetVersion | None:
+    """The version a new job starts from: the newest training part of a split or the newest
+    made by an admin; any reviewer's quick freeze only when there is nothing else."""
+    admins = set(session.scalars(select(User.id).where(User.role == "admin")))
+    trainable = [d for d in datasets if d.split not in ("val", "test")]  # held-out parts last
+    curated = [d for d in trainable if d.split == "train" or d.created_by_id in admins]
+    return (curated or trainable or datasets or [None])[0]
+
+
 def form_choices(
     session: Session,
     devices: Devices,
@@ -81,12 +90,13 @@ def form_choices(
     chosen = None
     if values and values.get("dataset_id"):
         chosen = next((d for d in datasets if str(d.id) == str(values["dataset_id"])), None)
-    trainable = [d for d in datasets if d.split not in ("val", "test")]  # held-out parts last
-    chosen = chosen or (trainable or datasets or [None])[0]
+    chosen = chosen or default_dataset(session, datasets)
     defaults = form_defaults(chosen, devices)
     form = {**defaults, **{k: v for k, v in (values or {}).items() if v not in (None, "")}}
-    if preset_changed or values is None:
-        for key in ("cbase", "cmax", "zdim"):
+    for key in ("cbase", "cmax", "zdim"):
+        # a changed preset sets its sizes; a re-fill (other dataset) keeps what was typed and
+        # shows the preset's size where the field is empty, as a submit would use it
+        if preset_changed or values is None or form.get(key) in (None, ""):
             form[key] = CPU_PRESET[key] if form.get("preset") == "cpu" else None
     snaps = session.scalars(select(Snapshot).order_by(Snapshot.id.desc()).limit(200)).all()
     return {
