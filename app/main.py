@@ -33,6 +33,7 @@ from app.routes import (
 )
 from app.services import limits
 from app.services.evaluation.metric_monitor import MetricRunFollower
+from app.services.studies.prepare import StudyPreparer
 from app.services.training.job_monitor import JobMonitor
 from app.services.utility.monitor import UtilityRunFollower
 from app.settings import Settings, load_settings
@@ -143,7 +144,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         # Follows trainer and metrics processes (issues 4, 5); they outlive the app and a
         # restart re-attaches.
-        followers = [MetricRunFollower(settings), UtilityRunFollower(settings)]
+        followers = [MetricRunFollower(settings), UtilityRunFollower(settings),
+                     StudyPreparer(settings, app.state.sessionmaker)]  # fmt: skip
         monitor = JobMonitor(settings, app.state.sessionmaker, followers=followers)
         app.state.monitor = monitor.start()
         yield

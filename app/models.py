@@ -359,7 +359,10 @@ class Study(Base):
     class_mix: Mapped[dict | None] = mapped_column(JSON, default=None)
     rate_usable: Mapped[bool] = mapped_column(default=False)
     seed: Mapped[int]  # first generator seed; synthetic images use seed .. seed + n_fake - 1
-    state: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    # preparing (images being generated) | failed | open | closed
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    prepared: Mapped[int] = mapped_column(default=0, server_default="0")  # images made so far
+    prepare_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)

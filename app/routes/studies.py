@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
@@ -41,10 +41,33 @@ def _image(data: bytes) -> Response:
 # --- JSON ----------------------------------------------------------------------------------------
 
 
+def _wake(request: Request) -> None:
+    """Let the monitor's thread start the study's images now, not at its next pass."""
+    monitor = getattr(request.app.state, "monitor", None)
+    if monitor is not None:
+        monitor.wake()
+
+
 @router.post("/api/studies", status_code=201, response_model=StudyOut)
-def api_create(session: SessionDep, settings: SettingsDep, admin: AdminUser, body: StudyIn) -> dict:
+def api_create(
+    request: Request, session: SessionDep, settings: SettingsDep, admin: AdminUser, body: StudyIn
+) -> dict:
+    """Returns at once with state "preparing"; poll until "open" (or "failed", with the reason)."""
     study = svc.create_study(session, settings, admin, svc.StudyRequest(**body.model_dump()))
+    _wake(request)
     return svc.study_summary(session, study)
+
+
+@router.post("/api/studies/{study_id}/retry", response_model=StudyOut)
+def api_retry(request: Request, session: SessionDep, admin: AdminUser, study_id: int) -> dict:
+    study = svc.retry_study(session, study_id, admin)
+    _wake(request)
+    return svc.study_summary(session, study)
+
+
+@router.delete("/api/studies/{study_id}", status_code=204)
+def api_delete(session: SessionDep, settings: SettingsDep, admin: AdminUser, study_id: int) -> None:
+    svc.delete_study(session, settings, study_id, admin)
 
 
 @router.get("/api/studies", response_model=list[StudyOut] | list[ReaderStudyOut])
@@ -153,11 +176,22 @@ def form_partial(
     admin: AdminUser,
     snapshot_id: int | None = None,
     holdout_dataset_id: str = "",
+    name: str = "",
+    truncation: str = "",
+    readers: Annotated[list[int], Query()] = [],  # noqa: B006  (FastAPI copies defaults)
+    rate_usable: bool = False,
 ) -> Response:
-    """The form re-filled for another snapshot or real source (htmx swaps the fields)."""
+    """The form re-filled for another snapshot or real source (htmx swaps the fields); what
+    the user typed that does not depend on the snapshot (name, ψ, readers) is kept."""
     real = int(holdout_dataset_id) if holdout_dataset_id.isdigit() else None
     ctx = _form_context(session, snapshot_id, real)
-    ctx |= {"form": ctx["defaults"].values(), "nav": "studies", "studies": []}
+    try:
+        psi = float(truncation)
+    except ValueError:
+        psi = 1.0
+    kept = {"name": name, "truncation": psi, "readers": readers,
+            "rate_usable": rate_usable}  # fmt: skip
+    ctx |= {"form": ctx["defaults"].values() | kept, "nav": "studies", "studies": []}
     if not is_htmx(request):
         return RedirectResponse("/studies", status_code=303)
     return render(request, "studies/list.html", ctx, block="study_form")
@@ -200,7 +234,30 @@ def create_form(
                 "readers": readers, "rate_usable": rate_usable,
                 "holdout_dataset_id": holdout_dataset_id, "label": label}  # fmt: skip
         return _list_page(request, session, admin, status, error=detail, form=form)
+    _wake(request)
     return RedirectResponse(f"/studies#study-{study.id}", status_code=303)
+
+
+@router.get("/studies/{study_id}/row")
+def study_row(request: Request, session: SessionDep, admin: AdminUser, study_id: int) -> Response:
+    """One row of the studies table: htmx polls it while the study's images are made."""
+    s = svc.study_summary(session, svc.get_study(session, study_id))
+    return render(request, "studies/_row.html", {"s": s})
+
+
+@router.post("/studies/{study_id}/retry")
+def retry_form(request: Request, session: SessionDep, admin: AdminUser, study_id: int) -> Response:
+    svc.retry_study(session, study_id, admin)
+    _wake(request)
+    return RedirectResponse(f"/studies#study-{study_id}", status_code=303)
+
+
+@router.post("/studies/{study_id}/delete")
+def delete_form(
+    session: SessionDep, settings: SettingsDep, admin: AdminUser, study_id: int
+) -> Response:
+    svc.delete_study(session, settings, study_id, admin)
+    return RedirectResponse("/studies", status_code=303)
 
 
 @router.post("/studies/{study_id}/close")

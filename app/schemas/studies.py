@@ -64,6 +64,8 @@ class StudyOut(BaseModel):
     label: int | None
     class_mix: dict[str, dict[str, int]] | None
     rate_usable: bool
+    prepared: int = 0  # images made so far while state is "preparing" (of n_real + n_fake)
+    prepare_error: str | None = None  # why state is "failed", in words
     created_at: str
     readers: list[ReaderState]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,7 +138,18 @@ def create_study(admin: httpx.Client, world: World, **overrides) -> dict:
             "rate_usable": True, **overrides}  # fmt: skip
     r = admin.post("/api/studies", json=body)
     assert r.status_code == 201, r.text
-    return r.json()
+    assert r.json()["state"] == "preparing"  # the images are made in the background
+    return wait_ready(admin, r.json()["id"])
+
+
+def wait_ready(admin: httpx.Client, study_id: int, timeout_s: float = 300.0) -> dict:
+    """Poll the study until its images are made; generous, so a loaded machine only waits."""
+    deadline = time.monotonic() + timeout_s
+    while (study := admin.get(f"/api/studies/{study_id}").json())["state"] == "preparing":
+        assert time.monotonic() < deadline, f"study {study_id} still preparing: {study}"
+        time.sleep(0.2)
+    assert study["state"] == "open", study.get("prepare_error")
+    return study
 
 
 def truth_by_token(sessions, study_id: int) -> dict[str, bool]:

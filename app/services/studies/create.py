@@ -1,13 +1,10 @@
-"""Creating a reader study: validate the request, plan its images per class, generate and
-freeze them (the slow part, before any row is written), shuffle each reader's order and mint
-their trial tokens. One unit of work: it commits, or leaves nothing behind."""
+"""Creating a reader study: validate the request, plan its images per class and write the study
+in state "preparing" with its readers; prepare.py then generates and freezes the images in the
+background, and deals each reader's shuffled trials."""
 
 from __future__ import annotations
 
 import secrets
-import shutil
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,66 +190,19 @@ def pick_reals(
     return [(name, cls if cls is not None else labels.get(name)) for name, cls in picked]
 
 
-def _images(settings: Settings, session: Session, plan: Plan, req: StudyRequest, seed0: int,
-            rng: np.random.Generator) -> list[tuple[bool, str, int | None, bytes]]:  # fmt: skip
-    """(synthetic, source, class, PNG) of every image, before blinding."""
-    reals = pick_reals(session, plan, rng)
-    entries, seed = [], seed0
-    for cls, (_, n_fake) in plan.per_class.items():
-        if n_fake:
-            made = sources.generate_synthetic(
-                settings, plan.snap.path, range(seed, seed + n_fake), req.truncation, cls
-            )
-            entries += [(True, f"seed {s}", cls, png) for s, png in made.items()]
-            seed += n_fake
-    with zipfile.ZipFile(sources.zip_of(plan.real)) as zf:
-        entries += [(False, name, cls, zf.read(name)) for name, cls in reals]
-    return entries
-
-
 def create_study(session: Session, settings: Settings, admin: User, req: StudyRequest) -> Study:
-    """Validate, freeze the images, shuffle each reader's order and mint their trial tokens."""
+    """Validate and write the study in state "preparing" with its readers; its images are made
+    in the background (prepare.py), so the request returns at once."""
     readers = readers_of(session, req.readers)
     plan = check(session, req)
-    rng = np.random.default_rng(secrets.randbits(64))
-    seed0 = secrets.randbelow(2**31 - req.n_fake)
-    offset = (int(rng.integers(2)), int(rng.integers(2)))  # the study's crop (images.py)
-    root = settings.data_dir / "studies"
-    root.mkdir(parents=True, exist_ok=True)
-    # The slow part (the trainer subprocess) runs before any row is written, so the database
-    # is never locked while images are generated.
-    staging = Path(tempfile.mkdtemp(prefix=".new-", dir=root))
-    folder: Path | None = None
-    try:
-        entries = _images(settings, session, plan, req, seed0, rng)
-        frozen = []
-        for i in rng.permutation(len(entries)):  # ids and files carry no class order
-            synthetic, source, cls, png = entries[i]
-            name, digest = sources.freeze(staging, png, plan.train.resolution, offset)
-            frozen.append((synthetic, source, cls, name, digest))
-        study = _study_row(plan, req, admin, seed0)
-        session.add(study)
-        session.flush()
-        folder = studies_dir(settings, study.id)
-        shutil.rmtree(folder, ignore_errors=True)  # a leftover of a study never committed
-        staging.rename(folder)
-        for synthetic, source, cls, name, digest in frozen:
-            study.images.append(
-                StudyImage(synthetic=synthetic, source=source, label=cls,
-                           held_out=plan.held_out and not synthetic, path=str(folder / name),
-                           sha256=digest)
-            )  # fmt: skip
-        session.flush()
-        for user in readers:
-            assign(study, user)
-        audit.record(session, "study.create", admin, f"study:{study.id}", readers=len(readers))
-        session.commit()
-    except BaseException:
-        session.rollback()
-        shutil.rmtree(staging, ignore_errors=True)
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-        raise
+    study = _study_row(plan, req, admin, secrets.randbelow(2**31 - req.n_fake))
+    session.add(study)
+    for user in readers:
+        # 31 bits: the column is a 32-bit INTEGER on PostgreSQL (SQLite took 62)
+        study.readers.append(StudyReader(user_id=user.id, order_seed=secrets.randbits(31)))
+    session.flush()
+    audit.record(session, "study.create", admin, f"study:{study.id}", readers=len(readers))
+    session.commit()
     return study
 
 
@@ -264,7 +214,7 @@ def _study_row(plan: Plan, req: StudyRequest, admin: User, seed0: int) -> Study:
         reals_held_out=plan.held_out, resolution=train.resolution, n_real=req.n_real,
         n_fake=req.n_fake, truncation=req.truncation, label=req.label,
         class_mix=plan.class_mix, rate_usable=req.rate_usable, seed=seed0,
-        created_by_id=admin.id,
+        created_by_id=admin.id, state="preparing",
     )  # fmt: skip
 
 
@@ -273,9 +223,14 @@ def assign(study: Study, user: User) -> StudyReader:
     # 31 bits: the column is a 32-bit INTEGER on PostgreSQL (SQLite took 62)
     reader = StudyReader(user_id=user.id, order_seed=secrets.randbits(31))
     study.readers.append(reader)
-    order = np.random.default_rng(reader.order_seed).permutation(len(study.images))
+    deal_trials(reader, study.images)
+    return reader
+
+
+def deal_trials(reader: StudyReader, images: list[StudyImage]) -> None:
+    """The reader's own order (from their seed) and one unguessable token per image."""
+    order = np.random.default_rng(reader.order_seed).permutation(len(images))
     for position, i in enumerate(order):
         reader.trials.append(
-            Trial(image_id=study.images[i].id, position=position, token=secrets.token_urlsafe(24))
+            Trial(image_id=images[i].id, position=position, token=secrets.token_urlsafe(24))
         )
-    return reader

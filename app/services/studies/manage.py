@@ -3,6 +3,8 @@ create.py). Functions that change state are their own unit of work: they commit.
 
 from __future__ import annotations
 
+import shutil
+
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -18,6 +20,7 @@ from app.services.studies.create import (  # noqa: F401  (the routes' one import
     readers_of,
     studies_dir,
 )
+from app.settings import Settings
 
 
 def get_study(session: Session, study_id: int) -> Study:
@@ -25,6 +28,37 @@ def get_study(session: Session, study_id: int) -> Study:
     if study is None:
         raise NotFound(f"study {study_id} not found")
     return study
+
+
+READY = ("open", "closed")  # states a reader may see; before: "preparing" or "failed"
+
+
+def retry_study(session: Session, study_id: int, admin: User) -> Study:
+    """Make a failed study's images again (compare-and-set: one retry at a time)."""
+    study = get_study(session, study_id)
+    again = session.execute(
+        update(Study)
+        .where(Study.id == study.id, Study.state == "failed")
+        .values(state="preparing", prepared=0, prepare_error=None)
+    )
+    if again.rowcount != 1:
+        session.rollback()
+        raise Conflict(f"study {study_id} is {study.state}; only a failed study is retried")
+    audit.record(session, "study.retry", admin, f"study:{study.id}")
+    session.commit()
+    session.refresh(study)
+    return study
+
+
+def delete_study(session: Session, settings: Settings, study_id: int, admin: User) -> None:
+    """Delete a study that never opened (preparing or failed); an open one holds answers."""
+    study = get_study(session, study_id)
+    if study.state in READY:
+        raise Conflict(f"study {study_id} is {study.state}; only a study not yet ready is deleted")
+    session.delete(study)
+    audit.record(session, "study.delete", admin, f"study:{study_id}")
+    session.commit()
+    shutil.rmtree(studies_dir(settings, study_id), ignore_errors=True)
 
 
 def close_study(session: Session, study_id: int, admin: User) -> Study:
@@ -66,7 +100,7 @@ def reader_of(session: Session, study: Study, user: User) -> StudyReader:
     reader = session.scalar(
         select(StudyReader).where(StudyReader.study_id == study.id, StudyReader.user_id == user.id)
     )
-    if reader is None:
+    if reader is None or study.state not in READY:
         raise NotFound(f"study {study.id} not found")
     if reader.removed_at is not None:
         raise Forbidden(f"you were removed from study {study.id}; your answers are kept")
@@ -91,7 +125,9 @@ def list_studies(session: Session, user: User) -> list[dict]:
         ]
     readers = session.scalars(
         select(StudyReader)
+        .join(Study)
         .where(StudyReader.user_id == user.id, StudyReader.removed_at.is_(None))
+        .where(Study.state.in_(READY))
         .order_by(StudyReader.study_id)
     )
     return [reader_summary(session, r) for r in readers]
@@ -121,8 +157,9 @@ def study_summary(session: Session, study: Study) -> dict:
         "real_dataset_id": study.real_dataset_id, "reals_held_out": study.reals_held_out,
         "resolution": study.resolution, "n_real": study.n_real, "n_fake": study.n_fake,
         "truncation": study.truncation, "label": study.label, "class_mix": study.class_mix,
-        "rate_usable": study.rate_usable,
-        "created_at": study.created_at.isoformat(), "readers": readers,
+        "rate_usable": study.rate_usable, "prepared": study.prepared,
+        "prepare_error": study.prepare_error, "created_at": study.created_at.isoformat(),
+        "readers": readers,
     }  # fmt: skip
 
 
