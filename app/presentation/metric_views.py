@@ -72,6 +72,26 @@ def headline(result: Mapping[str, Any] | None) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def features_used(result: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """Per metric, the features it really used: the trainer lists an extractor for every
+    metric it planned, so memorisation on pixel NCC only (no Inception weights), a failed and a
+    skipped metric are named as such instead of with an extractor that never ran."""
+    result = result or {}
+    env = result.get("environment") or {}
+    metrics, errors = result.get("metrics") or {}, result.get("errors") or {}
+    rows = []
+    for metric, fe in (env.get("feature_extractors") or {}).items():
+        used = f"{fe.get('name')} / {fe.get('layer')}"
+        if metric in errors:
+            used = "none: the metric failed"
+        elif metric == "memorization" and not (metrics.get(metric) or {}).get("feature_extractor"):
+            used = "none: pixel NCC only (the Inception weights are missing)"
+        rows.append({"metric": metric, "used": used})
+    for metric, why in (result.get("skipped") or {}).items():
+        rows.append({"metric": metric, "used": f"none: skipped, {why}"})
+    return rows
+
+
 def run_dict(run: MetricRun, admin: bool) -> dict[str, Any]:
     """A run as the API returns it: state, options, progress, and the result when there is one;
     server paths and the pid for admins only."""
@@ -94,6 +114,7 @@ def _run_dict(run: MetricRun) -> dict[str, Any]:
         "skipped": (result or {}).get("skipped") or {},
         "errors": (result or {}).get("errors") or {},
         "headline": headline(result) if result else None, "result": result,
+        "features": features_used(result),
     }  # fmt: skip
 
 
@@ -140,9 +161,7 @@ def fid_points(session: Session, job_id: int) -> list[tuple[float, float]]:
     return sorted(points.values())
 
 
-def form_context(
-    plan: MetricPlan | None, form: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
+def form_context(plan: MetricPlan | None, form: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The start form from the plan: metrics that cannot run greyed out with the reason, a
     sample count that fits the device, devices this machine has, and the estimate."""
     if plan is None:

@@ -8,8 +8,11 @@ import re
 from sqlalchemy import select
 
 from app.db import session_scope
-from app.models import DatasetVersion, User
+from app.models import DatasetVersion, MetricRun, User
+from app.trainer_client import calls
 from tests.app.job_helpers import make_dataset
+from tests.app.metric_helpers import metric_world
+from tests.app.study_setup import tiny_run_fixture  # noqa: F401  (provides tiny_run)
 
 
 def _field(html: str, name: str) -> str:
@@ -73,3 +76,39 @@ def test_default_dataset_is_the_newest_admin_or_split_version(live_app, admin):
     late_quick = make_dataset(live_app.sessions, live_app.settings)
     _set(live_app.sessions, late_quick, created_by_id=reader_id)
     assert _selected_dataset(admin.get("/jobs").text) == str(train)
+
+
+def _completed_run(sessions, snapshot_id: int, result: dict) -> None:
+    with session_scope(sessions) as session:
+        run = MetricRun(snapshot_id=snapshot_id, state="completed", metrics=["fid"],
+                        options={"num": 24}, request_key="0" * 64, result=result)  # fmt: skip
+        session.add(run)
+
+
+def test_metric_details_say_which_features_were_used(live_app, admin, tiny_run):
+    world = metric_world(live_app, tiny_run)
+    inception = {"name": "inception-v3-compat", "layer": "2048"}
+    # what the trainer stores when the Inception weights are missing: FID skipped, memorisation
+    # on pixel NCC only, yet an extractor planned for it and its weights file listed
+    _completed_run(live_app.sessions, world.snapshot_id, {
+        "metrics": {"memorization": {"copy_share": 0.0, "num_copies": 0, "num_generated": 24,
+                                     "copy_threshold_ncc": 0.95, "top_pairs": []}},
+        "skipped": {"fid": "needs weights-inception.pt (missing) in the weights folder"},
+        "environment": {"feature_extractors": {"memorization": inception},
+                        "weights": {"weights-inception.pt": None}},
+        "options": {"num": 24},
+    })  # fmt: skip
+    html = admin.get(f"/snapshots/{world.snapshot_id}").text
+    details = html.split('class="metric-env"', 1)[1].split("</details>", 1)[0]
+    assert "inception-v3-compat" not in details
+    assert "pixel NCC only (the Inception weights are missing)" in details
+    assert 'fid features</th><td class="mono">none: skipped, needs weights-inception' in details
+    assert "weights-inception.pt · missing, not used" in details
+
+
+def test_snapshot_page_starts_no_trainer_process(live_app, admin, tiny_run):
+    world = metric_world(live_app, tiny_run)
+    calls._snapshot_facts.cache_clear()  # a first visit: nothing known about the file yet
+    r = admin.get(f"/snapshots/{world.snapshot_id}")
+    assert r.status_code == 200 and f"Snapshot #{world.snapshot_id}" in r.text
+    assert calls._snapshot_facts.cache_info().misses == 0  # `info snapshot` never ran

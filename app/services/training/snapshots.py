@@ -121,12 +121,15 @@ def generate(
 
 
 def is_conditional(snap: Snapshot) -> bool:
-    """Whether the generator takes a class (the trainer's answer, else the job's options)."""
+    """Whether the generator takes a class. The job row records it (the form's and an import's
+    `cond`), so pages answer without a trainer process (`info snapshot` loads torch and the
+    file: 20-odd seconds on a busy machine); only a row without it asks the trainer."""
+    options = (snap.job.options or {}) if snap.job else {}
+    if "cond" in options:
+        return bool(options["cond"])
     python = commands.python_for("")
     net = calls.snapshot_network(python, snap.path, snap.job.run_dir if snap.job else "")
-    if net is not None:
-        return bool(net.get("c_dim"))
-    return bool(snap.job and (snap.job.options or {}).get("cond"))
+    return bool(net and net.get("c_dim"))
 
 
 def label_mix(snap: Snapshot) -> float | None:
