@@ -29,7 +29,8 @@ def test_reader_completes_a_study_with_the_keyboard_and_admin_sees_results(
     expect(page.locator(".form-error")).to_contain_text("at least one reader")
     page.get_by_label("reader1").check()
     page.get_by_role("button", name="Create study").click()
-    expect(page.get_by_role("link", name="Keyboard")).to_be_visible()
+    # the images are made in the background; htmx polls the row until the study opens
+    expect(page.get_by_role("link", name="Keyboard")).to_be_visible(timeout=300_000)
     sid = admin.get("/api/studies").json()[0]["id"]
     assert admin.get(f"/api/studies/{sid}").json()["truncation"] == 0.7
 

@@ -31,15 +31,29 @@ def test_the_form_follows_the_snapshot_and_creates_a_mixed_study(
     expect(page.locator("#st-snapshot")).to_have_value(str(plain.snapshot_id))  # the newest
     expect(page.locator("#st-dataset")).to_have_value(str(plain.dataset_id))
     expect(page.locator("#st-label")).to_contain_text("unconditional")
+    page.fill("#st-name", "Typed first")  # what the user typed survives the re-fill
+    page.fill("#st-psi", "0.8")
+    page.get_by_label("reader1").check()
     page.select_option("#st-snapshot", str(cond.snapshot_id))  # htmx re-fills the form
     expect(page.locator("#st-dataset")).to_have_value(str(cond.dataset_id))
+    expect(page.locator("#st-name")).to_have_value("Typed first")
+    expect(page.locator("#st-psi")).to_have_value("0.8")
+    expect(page.get_by_label("reader1")).to_be_checked()
     expect(page.locator("#st-holdout")).to_have_value(str(cond.holdout_id))
     expect(page.locator("#st-label")).to_have_value("mix")
     expect(page.locator("#st-real")).to_have_value("16")
-    page.get_by_label("reader1").check()
+    page.select_option("#st-holdout", str(cond.dataset_id))  # the other re-fill keeps it too
+    expect(page.locator("#st-holdout")).to_have_value(str(cond.dataset_id))
+    expect(page.locator("#st-name")).to_have_value("Typed first")
+    page.select_option("#st-holdout", str(cond.holdout_id))
+    expect(page.locator("#st-real")).to_have_value("16")
+    expect(page.get_by_label("reader1")).to_be_checked()
     page.get_by_role("button", name="Create study").click()
-    expect(page.locator("table.studies")).to_contain_text("reader1 0/32")
+    # returns at once; the row counts the images, then the study opens (a loaded machine waits)
+    expect(page.locator("table.studies")).to_contain_text("reader1 0/32", timeout=300_000)
+    expect(page.locator("table.studies .badge").first).to_have_text("open")
     with session_scope(live_app.sessions) as session:
         study = session.scalar(select(Study))
+        assert study.name == "Typed first" and study.truncation == 0.8
         assert study.snapshot_id == cond.snapshot_id and study.reals_held_out
         assert study.class_mix == {"0": {"real": 8, "fake": 8}, "1": {"real": 8, "fake": 8}}
