@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import struct
 import time
+import zipfile
 
 import httpx
 import pytest
@@ -39,6 +41,20 @@ def _settled(admin: httpx.Client, sid: int, timeout_s: float = 300.0) -> dict:
     return study
 
 
+def _corrupt_members(zip_path: str) -> None:
+    """Flip the first data bytes of every PNG member: the names still list, reading fails."""
+    with zipfile.ZipFile(zip_path) as zf:
+        starts = [i.header_offset for i in zf.infolist() if i.filename.endswith(".png")]
+    with open(zip_path, "r+b") as f:
+        for offset in starts:
+            f.seek(offset + 26)
+            name_len, extra_len = struct.unpack("<HH", f.read(4))
+            f.seek(offset + 30 + name_len + extra_len)
+            data = f.read(8)
+            f.seek(offset + 30 + name_len + extra_len)
+            f.write(bytes(b ^ 0xFF for b in data))
+
+
 def test_creating_returns_at_once_and_the_study_opens_in_the_background(live_app, admin, tiny_run):
     world = add_world(live_app.sessions, live_app.settings.data_dir / "w", tiny_run)
     r = admin.post("/api/studies", json=_body(world, n_real=4, n_fake=20))
@@ -61,13 +77,14 @@ def test_a_failure_is_said_in_words_hidden_from_readers_and_can_be_retried(
     world = add_world(live_app.sessions, live_app.settings.data_dir / "w", tiny_run)
     with session_scope(live_app.sessions) as session:
         zip_path = session.get(DatasetVersion, world.dataset_id).zip_path
-    shutil.move(zip_path, zip_path + ".away")  # the synthetic images can be made, the reals not
+    shutil.copy(zip_path, zip_path + ".good")
+    _corrupt_members(zip_path)  # the synthetic images can be made, the reals not
     sid = admin.post("/api/studies", json=_body(world, n_fake=5)).json()["id"]
     study = _settled(admin, sid)
     assert study["state"] == "failed" and study["prepared"] == 5  # counted as they were made
-    assert "has not been exported yet" in study["prepare_error"]
+    assert "zip could not be read" in study["prepare_error"]
     row = admin.get(f"/studies/{sid}/row").text
-    assert "has not been exported yet" in row and "Retry" in row and "Delete" in row
+    assert "zip could not be read" in row and "Retry" in row and "Delete" in row
     assert "Traceback" not in row and "hx-trigger" not in row
     with live_app.client("reader1") as r1:
         assert r1.get("/api/studies").json() == []
@@ -75,7 +92,7 @@ def test_a_failure_is_said_in_words_hidden_from_readers_and_can_be_retried(
             assert r1.get(url).status_code == 404, url
     assert admin.post(f"/api/studies/{sid}/close").status_code == 409  # never opened
 
-    shutil.move(zip_path + ".away", zip_path)
+    shutil.copy(zip_path + ".good", zip_path)
     again = admin.post(f"/api/studies/{sid}/retry")
     assert again.status_code == 200 and again.json()["state"] == "preparing"
     assert admin.post(f"/api/studies/{sid}/retry").status_code == 409  # one retry at a time

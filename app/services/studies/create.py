@@ -195,6 +195,7 @@ def create_study(session: Session, settings: Settings, admin: User, req: StudyRe
     in the background (prepare.py), so the request returns at once."""
     readers = readers_of(session, req.readers)
     plan = check(session, req)
+    pick_reals(session, plan, np.random.default_rng())  # too few reals: refused now, in words
     study = _study_row(plan, req, admin, secrets.randbelow(2**31 - req.n_fake))
     session.add(study)
     for user in readers:

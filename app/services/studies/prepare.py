@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import threading
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.errors import DomainError
+from app.errors import DomainError, InvalidInput
 from app.models import Study, StudyImage
 from app.services.studies import sources
 from app.services.studies.create import StudyRequest, check, deal_trials, pick_reals, studies_dir
@@ -71,8 +72,13 @@ def _entries(session: Session, settings: Settings, study: Study,
             _count(session, study_id, len(entries))
         seed += n_fake
     reals = pick_reals(session, plan, rng)
-    with zipfile.ZipFile(sources.zip_of(plan.real)) as zf:
-        entries += [(False, name, cls, zf.read(name)) for name, cls in reals]
+    try:
+        with zipfile.ZipFile(sources.zip_of(plan.real)) as zf:
+            entries += [(False, name, cls, zf.read(name)) for name, cls in reals]
+    except (OSError, zipfile.BadZipFile, zlib.error) as exc:
+        raise InvalidInput(
+            f"dataset {plan.real.id}'s zip could not be read ({exc}); export it again"
+        ) from exc
     _count(session, study_id, len(entries))
     return entries
 
