@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.app.job_helpers import make_dataset
+from tests.app.study_setup import add_world, create_study, tiny_run_fixture  # noqa: F401
 from tests.browser.conftest import login
 
 pytestmark = [pytest.mark.browser]
@@ -33,3 +34,41 @@ def test_changing_dataset_keeps_preset_and_typed_values(live_app, page):
     assert page.locator("#jf-zdim").input_value() == "128"
     assert page.locator("#jf-kimg").input_value() == "12"
     assert page.locator("#jf-res").input_value() == ""  # follows the dataset: 16
+
+
+_LAST_HEADER_SHOWN = """th => {
+  const box = th.getBoundingClientRect();
+  let el = th.parentElement;  // the box that would clip it: the nearest one that scrolls
+  while (el && !['auto', 'scroll', 'hidden'].includes(getComputedStyle(el).overflowX)) {
+    el = el.parentElement;
+  }
+  const right = Math.min(window.innerWidth, el ? el.getBoundingClientRect().right : Infinity);
+  const inViewport = box.left >= 0 && box.right <= right + 0.5;  // seen, not scrolled away
+  const scrolls = !!el && el.scrollWidth > el.clientWidth
+                  && getComputedStyle(el).overflowX !== 'hidden';
+  const clipped = th.scrollWidth > th.clientWidth;
+  return {inViewport, scrolls, clipped, right: box.right, visibleRight: right};
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 900])
+def test_results_table_shows_its_last_column(live_app, admin, tiny_run, page, width, tmp_path):
+    world = add_world(live_app.sessions, live_app.settings.data_dir / "fx", tiny_run)
+    study = create_study(admin, world)
+    page.set_viewport_size({"width": width, "height": 900})
+    login(page, live_app)
+    page.goto(f"{live_app.url}/studies/{study['id']}/results")
+    last = page.locator("table.study-stats thead th").last
+    assert last.inner_text() == "Time / image"
+    shown = last.evaluate(_LAST_HEADER_SHOWN)
+    page.screenshot(path=str(tmp_path / f"results-{width}.png"), full_page=True)
+    assert not shown["clipped"], shown
+    if width >= 1280:  # a laptop: every column at once, no hidden scrolling
+        assert shown["inViewport"], shown
+    elif not shown["inViewport"]:  # a narrow window: the table scrolls in its own box
+        assert shown["scrolls"], shown
+        last.scroll_into_view_if_needed()
+        shown = last.evaluate(_LAST_HEADER_SHOWN)
+        assert shown["inViewport"], shown
+    auc = page.locator("table.study-stats thead th", has_text="ROC AUC")
+    assert auc.evaluate("th => th.scrollWidth <= th.clientWidth")  # "ROC AU…" never again
