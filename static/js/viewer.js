@@ -291,6 +291,7 @@
     else if (k === "u") { const i = nextWhere((m) => !m[3]); if (i !== null) go(i); else toast("You have decided every slice.", "ok"); }
     else if (k === "s") { const i = nextWhere((m) => m[0] && !m[3]) ?? nextWhere((m) => m[0]); if (i !== null) go(i); }
     else if (k === "o") nav.elements.overlay.click();
+    else if (k === "p") nav.elements.pixels.click();
     else if (k === "0") $("view-reset").click();
     else if (k === "+" || k === "=") zoomBy(1.25);
     else if (k === "-") zoomBy(0.8);
@@ -310,6 +311,7 @@
     if (t.name === "window" && t.dataset.width) setWindow(Number(t.dataset.width), Number(t.dataset.level), t.value);
     else if (t.name === "ww" || t.name === "wl") setWindow(Number(nav.elements.ww.value), Number(nav.elements.wl.value));
     else if (t.name === "overlay") { overlay = t.checked; draw(); }
+    else if (t.name === "pixels") { smoothing(t.checked); return; }
     else return;
     schedulePanel(false);
   });
@@ -324,7 +326,15 @@
     if (e.target.id === "advance") localStorage.setItem("medsynth-advance", e.target.checked ? "1" : "0");
   });
 
+  // smooth (bilinear) between voxels when zoomed, like a PACS; "Pixels" shows them square
+  function smoothing(exact) {
+    canvas.classList.toggle("pixelated", exact);
+    localStorage.setItem("medsynth-pixels", exact ? "1" : "0");
+  }
+
   // ---- start --------------------------------------------------------------------------------
+  nav.elements.pixels.checked = localStorage.getItem("medsynth-pixels") === "1";
+  smoothing(nav.elements.pixels.checked);
   $("advance").checked = localStorage.getItem("medsynth-advance") === "1";
   setWindow(win.w, win.l, win.name);
   stage.dataset.slice = index;

@@ -1,10 +1,17 @@
 """Issue 22 §5 in the browser: the job form keeps the preset and typed values across a dataset
-change; the reader-study results table shows every column."""
+change; the reader-study results table shows every column; the viewer draws a zoomed slice
+smoothly, with a pixel-exact option."""
 
 from __future__ import annotations
 
-import pytest
+import io
 
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.db import session_scope
+from app.services.curation.demo import create_demo
 from tests.app.job_helpers import make_dataset
 from tests.app.study_setup import add_world, create_study, tiny_run_fixture  # noqa: F401
 from tests.browser.conftest import login
@@ -72,3 +79,32 @@ def test_results_table_shows_its_last_column(live_app, admin, tiny_run, page, wi
         assert shown["inViewport"], shown
     auc = page.locator("table.study-stats thead th", has_text="ROC AUC")
     assert auc.evaluate("th => th.scrollWidth <= th.clientWidth")  # "ROC AU…" never again
+
+
+def _equal_neighbours(png: bytes) -> float:
+    """Share of screen pixels equal to their left neighbour: high when voxels are squares."""
+    a = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.int16)
+    h, w = a.shape
+    core = a[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4]  # inside the body, no letterbox
+    return float((core[:, 1:] == core[:, :-1]).mean())
+
+
+def test_viewer_interpolates_between_voxels_and_keeps_a_pixel_option(live_app, page):
+    with session_scope(live_app.sessions) as s:
+        vol_id = create_demo(s, live_app.settings, volumes=1, seed=0, size=64)[0].id
+    login(page, live_app)
+    page.goto(f"{live_app.url}/volumes/{vol_id}")
+    page.wait_for_selector("#stage[data-shown]")
+    canvas = page.locator("#slice-canvas")
+    assert canvas.evaluate("c => getComputedStyle(c).imageRendering") == "auto"
+    smooth = _equal_neighbours(canvas.screenshot())
+    page.locator("#stage").click(position={"x": 5, "y": 5})  # focus the viewer, not a field
+    page.keyboard.press("p")
+    assert canvas.evaluate("c => getComputedStyle(c).imageRendering") == "pixelated"
+    square = _equal_neighbours(canvas.screenshot())
+    # 64 voxels drawn ~9 screen pixels wide: squares repeat each value, bilinear does not
+    assert square > 0.8 and smooth < square - 0.3, (smooth, square)
+    page.reload()  # the choice is remembered
+    page.wait_for_selector("#stage[data-shown]")
+    assert page.locator("#pixel-exact").is_checked()
+    assert canvas.evaluate("c => getComputedStyle(c).imageRendering") == "pixelated"
