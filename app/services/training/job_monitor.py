@@ -88,6 +88,11 @@ class JobMonitor:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self.lease.held:  # a clean stop hands the passes to another instance at once
+            try:
+                self.lease.release()
+            except Exception:  # noqa: BLE001 - the database may be gone at shutdown
+                log.warning("could not release the monitor lease; it expires by itself")
 
     def wake(self) -> None:
         """Look now rather than at the next tick (a job was queued or resumed)."""
