@@ -37,15 +37,39 @@ def _structure_name(series: Series) -> str:
     return folder or str(series.header.get("SeriesDescription", "") or "")
 
 
+STRUCTURES = {"liver": 1, "tumour": 2}  # what the upload form asks for one unnamed series
+
+
+class MaskStructureNeeded(InvalidInput):
+    """One mask series whose name says no structure: the user says which it is."""
+
+
+def _label_of(series: Series, count: int, structure: str | None) -> tuple[str, int | None]:
+    """The series' name and label; `structure` (liver | tumour) names a lone unnamed series."""
+    name = _structure_name(series)
+    label = structure_label(name)
+    if label is None and count == 1:
+        if structure in STRUCTURES:
+            return name, STRUCTURES[structure]
+        raise MaskStructureNeeded(
+            f"the mask zip holds one series, in {name or 'a folder'!r}, whose name says neither "
+            "liver nor tumour: choose which structure it is (mask_structure: liver or tumour) "
+            "and upload again"
+        )
+    return name, label
+
+
 def combine_structures(
-    scan: Scan, volume: NiftiSource, scratch: Path, skipped: list[dict]
-) -> NiftiSource:
+    scan: Scan, volume: NiftiSource, scratch: Path, skipped: list[dict],
+    structure: str | None = None,
+) -> NiftiSource:  # fmt: skip
     """Labels 0/1/2 on the volume's RAS grid from per-structure series."""
+    if structure not in (None, "", *STRUCTURES):
+        raise InvalidInput(f"mask_structure must be liver or tumour, not {structure!r}")
     labels = np.zeros(volume.shape, np.uint8, order="F")
     used = 0
     for n, series in enumerate(scan.series.values()):
-        name = _structure_name(series)
-        label = structure_label(name)
+        name, label = _label_of(series, len(scan.series), structure)
         if label is None:
             skipped.append({"file": name or series.uid, "reason": "not a liver or tumour mask"})
             continue
@@ -92,7 +116,7 @@ def seg_labels(path: Path, shown: str, plan: Plan) -> NiftiSource:
 
 
 def mask_for(scan: Scan, volume: NiftiSource, plan: Plan | None, scratch: Path,
-             skipped: list[dict]) -> NiftiSource:  # fmt: skip
+             skipped: list[dict], structure: str | None = None) -> NiftiSource:  # fmt: skip
     """The mask a DICOM mask upload describes, checked against the volume's grid."""
     if scan.segs:
         if len(scan.segs) > 1:
@@ -106,4 +130,4 @@ def mask_for(scan: Scan, volume: NiftiSource, plan: Plan | None, scratch: Path,
         return mask
     if not scan.series:
         raise InvalidInput("the mask upload holds no DICOM images and no DICOM SEG")
-    return combine_structures(scan, volume, scratch, skipped)
+    return combine_structures(scan, volume, scratch, skipped, structure)

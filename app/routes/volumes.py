@@ -90,6 +90,7 @@ def _ingest_dicom(session, settings, staged: StagedUpload, user) -> DicomIngest:
         user,
         name=staged.filename("file"),
         mask_name=staged.filename("mask") or "the mask",
+        mask_structure=staged.fields.get("mask_structure") or None,
     )
 
 

@@ -9,9 +9,12 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 
 from app.db import session_scope
+from app.models import Volume
 from app.services.curation.demo import create_demo
+from tests.app.dicom_files import ct_volume, write_series, zip_folder
 from tests.app.job_helpers import make_dataset
 from tests.app.study_setup import add_world, create_study, tiny_run_fixture  # noqa: F401
 from tests.browser.conftest import login
@@ -108,3 +111,26 @@ def test_viewer_interpolates_between_voxels_and_keeps_a_pixel_option(live_app, p
     page.wait_for_selector("#stage[data-shown]")
     assert page.locator("#pixel-exact").is_checked()
     assert canvas.evaluate("c => getComputedStyle(c).imageRendering") == "pixelated"
+
+
+def test_upload_asks_which_structure_and_keeps_the_ct(live_app, page, tmp_path):
+    hu = ct_volume()
+    write_series(tmp_path / "ct", hu)
+    region = np.zeros(hu.shape, np.int16)
+    region[10:25, 10:30, 1:5] = 1
+    write_series(tmp_path / "m" / "seg1", region, intercept=0.0)
+    ct = zip_folder(tmp_path / "ct", tmp_path / "ct.zip")
+    masks = zip_folder(tmp_path / "m", tmp_path / "masks.zip")
+    login(page, live_app)
+    page.goto(live_app.url + "/volumes")
+    page.set_input_files("#upload-file", str(ct))
+    page.set_input_files("#upload-mask", str(masks))
+    page.get_by_role("button", name="Upload and ingest").click()
+    expect(page.get_by_text("whose name says neither liver nor tumour")).to_be_visible()
+    # the CT and the mask stay chosen: answer the question and send again
+    assert page.locator("#upload-file").evaluate("i => i.files.length") == 1
+    page.select_option("#upload-structure", "liver")
+    page.get_by_role("button", name="Upload and ingest").click()
+    page.wait_for_url(lambda url: "/volumes/1" in url)
+    with session_scope(live_app.sessions) as session:
+        assert session.get(Volume, 1).has_mask

@@ -63,8 +63,10 @@ def ingest_dicom(
     *,
     name: str = "the upload",
     mask_name: str = "the mask",
+    mask_structure: str | None = None,
 ) -> DicomIngest:
-    """Ingest every usable CT series in a folder or zip (and an optional mask) and commit."""
+    """Ingest every usable CT series in a folder or zip (and an optional mask) and commit;
+    `mask_structure` (liver | tumour) names a mask zip's one series whose name says neither."""
     work = settings.tmp_dir / f"dicom-{uuid.uuid4().hex}"
     created: list[Path] = []
     done = DicomIngest()
@@ -75,8 +77,9 @@ def ingest_dicom(
         if mask is not None and len(usable) != 1:
             raise InvalidInput(f"a mask needs exactly one CT series in {name}; found {len(usable)}")
         salt = deid.salt(settings)
+        mask_of = (mask, mask_name, mask_structure)
         for n, (series, plan) in enumerate(usable):
-            _one_series(session, settings, series, plan, found, salt, (mask, mask_name),
+            _one_series(session, settings, series, plan, found, salt, mask_of,
                         work / f"s{n}", created, done)  # fmt: skip
         if not done.volumes:
             raise _nothing_usable(done, name)
@@ -198,7 +201,7 @@ def _skip_duplicate(done: DicomIngest, plan: Plan, existing: Volume) -> None:
 
 def _mask(stack, settings, mask, src, plan, work, done):
     """The mask source on the series' grid: a NIfTI file, or DICOM structures / SEG."""
-    path, shown = mask
+    path, shown, structure = mask
     shown = shown if shown and nifti_stem(shown) else path.name if nifti_stem(path.name) else shown
     if path.is_file() and nifti_stem(shown or ""):
         m = stack.enter_context(
@@ -207,7 +210,7 @@ def _mask(stack, settings, mask, src, plan, work, done):
         check_same_grid(src, m)
         return m
     mask_scan = _scan_mask(settings, path, work / "mask", shown)
-    return mask_for(mask_scan, src, plan, work, done.skipped)
+    return mask_for(mask_scan, src, plan, work, done.skipped, structure)
 
 
 def _scan_mask(settings: Settings, path: Path, dest: Path, shown: str) -> Scan:

@@ -24,6 +24,7 @@ from app.imaging.nifti import nifti_stem
 from app.settings import Settings
 
 FILE_FIELDS = ("file", "mask")
+TEXT_FIELDS = ("mask_structure",)  # small plain fields kept (the others, csrf_token, ignored)
 _UNSAFE = re.compile(r"[^\w.+-]+")
 _FLUSH_BYTES = 1024**2
 
@@ -70,6 +71,7 @@ class StagedUpload:
     folder: Path
     files: dict[str, tuple[Path, str]] = field(default_factory=dict)  # field → (path, name)
     parts: dict[str, int] = field(default_factory=dict)  # field → number of parts received
+    fields: dict[str, str] = field(default_factory=dict)  # TEXT_FIELDS → value
 
     @property
     def is_dicom(self) -> bool:
@@ -117,12 +119,14 @@ class _Writer:
         self.staged, self.limit, self.total = staged, limit, 0
         self.handle: BinaryIO | None = None
         self.buffer = bytearray()
+        self.text: str | None = None  # the TEXT_FIELDS part being read
 
     async def begin(self, headers: dict) -> None:
         _, params = parse_options_header(headers.get(b"content-disposition", b""))
         field_name = params.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" not in params:
-            return  # a plain form field (e.g. csrf_token): ignored
+        if b"filename" not in params:  # a plain form field: kept if named, else ignored
+            self.text = field_name if field_name in TEXT_FIELDS else None
+            return
         if field_name not in FILE_FIELDS:
             raise InvalidInput(f"unexpected file field {field_name!r}; send 'file' and 'mask'")
         name = upload_name(params[b"filename"].decode("utf-8", "replace"))
@@ -149,6 +153,9 @@ class _Writer:
         )
 
     async def data(self, chunk: bytes) -> None:
+        if self.text is not None:
+            value = self.staged.fields.get(self.text, "") + chunk.decode("utf-8", "replace")
+            self.staged.fields[self.text] = value[:64]
         if self.handle is None:
             return
         self.total += len(chunk)
@@ -164,6 +171,7 @@ class _Writer:
             await anyio.to_thread.run_sync(self.handle.write, data)
 
     async def end(self) -> None:
+        self.text = None
         await self.flush()
         self.close()
 
