@@ -14,6 +14,7 @@ from tests.app.study_setup import (  # noqa: F401  (the fixtures provide tiny ru
     add_world,
     tiny_cond_run_fixture,
     tiny_run_fixture,
+    wait_ready,
 )
 
 pytestmark = pytest.mark.slow  # each study runs `python -m trainer generate`
@@ -53,6 +54,7 @@ def test_a_study_on_a_conditional_snapshot_is_created_with_the_default_form(
     r = admin.post("/studies", data={**values, "readers": ["2"]}, follow_redirects=False)
     assert r.status_code == 303, r.text
     assert "--class" not in r.text
+    wait_ready(admin, admin.get("/api/studies").json()[0]["id"])  # images made in the background
     with session_scope(live_app.sessions) as session:
         study = session.scalar(select(Study))
         images = session.scalars(select(StudyImage).where(StudyImage.study_id == study.id)).all()
@@ -70,8 +72,13 @@ def test_the_form_follows_the_chosen_snapshot(live_app, admin, tiny_run, tiny_co
     assert values["dataset_id"] == str(plain.dataset_id) and values["label"] == ""
     assert values["holdout_dataset_id"] == str(plain.dataset_id)  # no other patients: training
     assert "No version of other patients" in r.text
-    r = admin.get(f"/studies/form?snapshot_id={cond.snapshot_id}", headers={"HX-Request": "true"})
-    assert _form_defaults(r.text)["dataset_id"] == str(cond.dataset_id)
+    typed = "&name=Typed+name&truncation=0.6&readers=2&rate_usable=true"  # kept by the re-fill
+    r = admin.get(f"/studies/form?snapshot_id={cond.snapshot_id}{typed}",
+                  headers={"HX-Request": "true"})  # fmt: skip
+    values = _form_defaults(r.text)
+    assert values["dataset_id"] == str(cond.dataset_id)
+    assert values["name"] == "Typed name" and values["truncation"] == "0.6"
+    assert 'value="2" checked' in r.text and 'value="true" checked' in r.text
     # a conditional snapshot asked for "no class" is refused in the app's words
     body = {"snapshot_id": cond.snapshot_id, "dataset_id": cond.dataset_id, "n_real": 2,
             "n_fake": 2, "readers": ["reader1"], "mix_classes": False}  # fmt: skip
