@@ -150,3 +150,22 @@ def test_the_list_page_polls_the_row_of_a_preparing_study(live_app, admin, tiny_
     assert f'hx-get="/studies/{sid}/row"' in row and "every 1s" in row
     assert "generating images: 0 of 6" in admin.get(f"/studies/{sid}/row").text
     assert f"/studies/{sid}/results" not in page  # no results before the images exist
+
+
+def test_readers_are_blind_from_the_moment_a_study_names_them(live_app, admin, tiny_run):
+    """While the images are still being made, the study's generator and data are hidden from
+    its readers already: what they saw then could be matched against the trials later."""
+    world = add_world(live_app.sessions, live_app.settings.data_dir / "w", tiny_run)
+    with session_scope(live_app.sessions) as session:
+        job_id = session.get(Snapshot, world.snapshot_id).job_id
+    urls = [f"/api/jobs/{job_id}/samples/latest.png",
+            f"/api/snapshots/{world.snapshot_id}/samples.png",
+            f"/api/datasets/{world.dataset_id}/export.zip"]  # fmt: skip
+    with live_app.client("reader1") as r1:
+        before = [r1.get(u).status_code for u in urls]
+        live_app.monitor.stop()  # nothing makes the images: the study stays preparing
+        sid = admin.post("/api/studies", json=_body(world)).json()["id"]
+        assert admin.get(f"/api/studies/{sid}").json()["state"] == "preparing"
+        during = [r1.get(u).status_code for u in urls]
+    assert 403 not in before, before
+    assert during == [403, 403, 403], during

@@ -59,18 +59,25 @@ class Hidden:
 
 
 def unfinished(session: Session, user: User) -> list[tuple[Study, int, int]]:
-    """Open studies in which `user` is a current reader with images left: (study, done, total)."""
+    """Studies in which `user` is a current reader with images left: (study, done, total).
+
+    A study still preparing its images counts from the moment it names the reader (no trials
+    yet: 0 of 0), so nothing seen while it prepares can be matched against it later."""
     rows = session.execute(
         select(Study, func.count(Trial.answered_at), func.count(Trial.id))
         .join(StudyReader, StudyReader.study_id == Study.id)
-        .join(Trial, Trial.reader_id == StudyReader.id)
+        .outerjoin(Trial, Trial.reader_id == StudyReader.id)
         .where(
-            StudyReader.user_id == user.id, StudyReader.removed_at.is_(None), Study.state == "open"
+            StudyReader.user_id == user.id, StudyReader.removed_at.is_(None),
+            Study.state.in_(("open", "preparing")),
         )  # fmt: skip
         .group_by(Study.id)
         .order_by(Study.id)
     ).all()
-    return [(s, int(done), int(total)) for s, done, total in rows if done < total]
+    return [
+        (s, int(done), int(total)) for s, done, total in rows
+        if s.state == "preparing" or done < total
+    ]  # fmt: skip
 
 
 def hidden_for(session: Session, user: User) -> Hidden:
