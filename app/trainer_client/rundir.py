@@ -40,22 +40,22 @@ def read_all_stats(run_dir: str) -> list[dict[str, Any]]:
     return read_new_stats(Path(run_dir) / "stats.jsonl", 0)[0]
 
 
-def read_progress(run_dir: str) -> dict[str, Any] | None:
-    """The trainer's per-step progress.json (written between ticks), or None."""
+def _json_dict(path: Path) -> dict[str, Any] | None:
     try:
-        doc = json.loads((Path(run_dir) / "progress.json").read_text())
+        doc = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
 
 
+def read_progress(run_dir: str) -> dict[str, Any] | None:
+    """The trainer's per-step progress.json (written between ticks), or None."""
+    return _json_dict(Path(run_dir) / "progress.json")
+
+
 def read_exit_record(run_dir: str) -> dict[str, Any] | None:
     """The trainer's exit.json (code, reason, signal): how a launch ended when no parent saw it."""
-    try:
-        rec = json.loads((Path(run_dir) / "exit.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return rec if isinstance(rec, dict) else None
+    return _json_dict(Path(run_dir) / "exit.json")
 
 
 def read_options(run_dir: str) -> dict[str, Any]:

@@ -33,21 +33,28 @@ def get_study(session: Session, study_id: int) -> Study:
 READY = ("open", "closed")  # states a reader may see; before: "preparing" or "failed"
 
 
-def retry_study(session: Session, study_id: int, admin: User) -> Study:
-    """Make a failed study's images again (compare-and-set: one retry at a time)."""
+def _transition(session: Session, study_id: int, admin: User, source: str, action: str,
+                refusal: str, **values) -> Study:  # fmt: skip
+    """One state change by compare-and-set on the state (two admins, two app instances or
+    PostgreSQL's concurrent writers: one of them wins, the other gets a 409), audited."""
     study = get_study(session, study_id)
-    again = session.execute(
-        update(Study)
-        .where(Study.id == study.id, Study.state == "failed")
-        .values(state="preparing", prepared=0, prepare_error=None)
+    changed = session.execute(
+        update(Study).where(Study.id == study.id, Study.state == source).values(**values)
     )
-    if again.rowcount != 1:
+    if changed.rowcount != 1:
         session.rollback()
-        raise Conflict(f"study {study_id} is {study.state}; only a failed study is retried")
-    audit.record(session, "study.retry", admin, f"study:{study.id}")
+        raise Conflict(refusal.format(id=study_id, state=study.state))
+    audit.record(session, action, admin, f"study:{study.id}")
     session.commit()
     session.refresh(study)
     return study
+
+
+def retry_study(session: Session, study_id: int, admin: User) -> Study:
+    """Make a failed study's images again (one retry at a time)."""
+    return _transition(session, study_id, admin, "failed", "study.retry",
+                       "study {id} is {state}; only a failed study is retried",
+                       state="preparing", prepared=0, prepare_error=None)  # fmt: skip
 
 
 def delete_study(session: Session, settings: Settings, study_id: int, admin: User) -> None:
@@ -62,21 +69,10 @@ def delete_study(session: Session, settings: Settings, study_id: int, admin: Use
 
 
 def close_study(session: Session, study_id: int, admin: User) -> Study:
-    """Close once: compare-and-set on the state, so two admins closing at once (two app
-    instances, or PostgreSQL's concurrent writers) record one close and get one 409."""
-    study = get_study(session, study_id)
-    closed = session.execute(
-        update(Study)
-        .where(Study.id == study.id, Study.state == "open")
-        .values(state="closed", closed_at=utcnow())
-    )
-    if closed.rowcount != 1:
-        session.rollback()
-        raise Conflict(f"study {study_id} is already closed")
-    audit.record(session, "study.close", admin, f"study:{study.id}")
-    session.commit()
-    session.refresh(study)
-    return study
+    """Close once: two admins closing at once record one close and get one 409."""
+    refusal = "study {id} is already closed"
+    return _transition(session, study_id, admin, "open", "study.close", refusal,
+                       state="closed", closed_at=utcnow())  # fmt: skip
 
 
 def remove_reader(session: Session, study_id: int, username: str, admin: User) -> StudyReader:
