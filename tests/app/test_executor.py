@@ -7,6 +7,10 @@ import dataclasses
 import subprocess
 import sys
 
+from sqlalchemy import func, select
+
+from app.db import session_scope
+from app.models import Job
 from app.trainer_client.executor import Launch, LocalExecutor, Resources, make_executor
 from app.trainer_client.slurm import SlurmExecutor
 from app.trainer_client.slurm_states import describe_end, describe_pending, is_final
@@ -76,3 +80,15 @@ def test_cluster_fields_are_refused_on_a_server_that_runs_jobs_itself(live_app, 
     r = admin.post("/api/jobs", json={"dataset_id": ds, **TINY, "kimg": 0.032,
                                       "time_limit_min": 60})  # fmt: skip
     assert r.status_code == 422 and "cluster" in r.text
+
+
+def test_an_error_on_a_field_the_form_does_not_show_still_reaches_the_page(live_app, admin):
+    """'Start training' must never redraw the form without a word and without a job."""
+    ds = make_dataset(live_app.sessions, live_app.settings)
+    form = {"dataset_id": str(ds), **{k: str(v) for k, v in TINY.items()}, "kimg": "0.032",
+            "nodes": "2"}  # a cluster field; this server runs jobs itself, so no such input
+    r = admin.post("/jobs", data=form, headers={"HX-Request": "true"})
+    assert r.status_code == 200 and 'id="err-unshown"' in r.text
+    assert "The job was not started" in r.text and "only for a cluster" in r.text
+    with session_scope(live_app.sessions) as session:
+        assert session.scalar(select(func.count(Job.id))) == 0
