@@ -43,6 +43,7 @@ def api_list(session: SessionDep, admin: AdminUser, snapshot_id: int) -> list[Ut
 def api_start(request: Request, session: SessionDep, settings: SettingsDep, admin: AdminUser,
               snapshot_id: int, body: UtilityStart) -> UtilityRunOut:  # fmt: skip
     """Queue a utility run (or return the identical active one)."""
+    _no_cuda_without_gpu(request, body.raw())
     run, _ = svc.start_run(session, settings, snapshot_id, body.raw(), admin)
     _wake(request)
     return UtilityRunOut(**views.run_dict(run))
@@ -82,9 +83,19 @@ def api_results_csv(session: SessionDep, admin: AdminUser, run_id: int) -> Respo
 # ---- HTML -----------------------------------------------------------------------------------
 
 
-def _panel(request: Request, session: SessionDep, snapshot_id: int, **extra: Any) -> Response:
+def _has_cuda(request: Request) -> bool:
+    """Where the runs go has a GPU: this machine's, or a cluster's nodes."""
     monitor = getattr(request.app.state, "monitor", None)
-    cuda = bool(monitor and monitor.devices().cuda)  # offer `cuda` only where there is one
+    return bool(monitor and monitor.devices().cuda)
+
+
+def _no_cuda_without_gpu(request: Request, raw: dict[str, Any]) -> None:
+    if str(raw.get("device") or "") == "cuda" and not _has_cuda(request):
+        raise InvalidInput("device: there is no GPU where the runs go; choose cpu or auto")
+
+
+def _panel(request: Request, session: SessionDep, snapshot_id: int, **extra: Any) -> Response:
+    cuda = _has_cuda(request)  # offer `cuda` only where there is one
     ctx = views.panel_context(session, get_snapshot(session, snapshot_id), cuda=cuda, **extra)
     if is_htmx(request):
         return render(request, "utility/panel.html", ctx, block="utility_panel")
@@ -106,6 +117,7 @@ async def panel_start(request: Request, session: SessionDep, settings: SettingsD
         raw.pop("arm", None)
         raw["arms"] = [v for v in form.getlist("arm") if isinstance(v, str)]
     try:
+        _no_cuda_without_gpu(request, raw)
         run, _ = svc.start_run(session, settings, snapshot_id, raw, admin)
     except (InvalidInput, Conflict) as exc:
         response = _panel(request, session, snapshot_id, form=raw, error=exc.detail)

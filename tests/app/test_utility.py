@@ -133,6 +133,9 @@ def test_overlap_and_bad_requests_are_refused(live_app, admin, reader, world):
     form = admin.get(f"/snapshots/{sid}/utility", headers={"HX-Request": "true"}).text
     assert '<option value="cpu"' in form and '<option value="cuda"' not in form  # no GPU here
     r = admin.post(f"/api/snapshots/{sid}/utility",
+                   json={**BODY, "test_dataset_id": world["test"], "device": "cuda"})  # fmt: skip
+    assert r.status_code == 422 and "no GPU" in r.json()["detail"]
+    r = admin.post(f"/api/snapshots/{sid}/utility",
                    json={**BODY, "test_dataset_id": world["overlap"]})  # fmt: skip
     assert r.status_code == 409 and "not held out" in r.json()["detail"]
     r = admin.post(f"/api/snapshots/{sid}/utility",
