@@ -276,9 +276,10 @@ def check_train(device: torch.device, smoke: bool, seconds: float, outdir: str) 
             shutil.copy(os.path.join(run, grid), saved)
         if os.environ.get("GPU_CHECK_KEEP"):
             shutil.copytree(run, os.environ["GPU_CHECK_KEEP"], dirs_exist_ok=True)
-        err = proc.stderr.read().decode(errors="replace")[-300:] if rc else ""
+        # 4: stopped by the SIGTERM above with its snapshot written (trainer/exit_record.py)
+        err = proc.stderr.read().decode(errors="replace")[-300:] if rc != 4 else ""
         emit("train", res=res, seconds=seconds, data=source, rc=rc, kimg=kimg, grid=grid,
-             saved=saved, ok=rc == 0 and bool(kimg) and bool(grid), stderr_tail=err)  # fmt: skip
+             saved=saved, ok=rc == 4 and bool(kimg) and bool(grid), stderr_tail=err)  # fmt: skip
 
 
 def _read(path: str) -> str:

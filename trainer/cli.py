@@ -3,6 +3,8 @@
 Exit codes of `train`: 0 done, 4 stopped by SIGTERM/SIGINT before its kimg (snapshot written:
 continue with `--resume latest`), 1 unexpected error (traceback in log.txt, message on stderr),
 2 usage, dataset or snapshot error. The same code is left in the run folder's `exit.json`.
+Under torchrun a stopped worker exits 0 (torchrun takes any other code for a failure); its
+exit.json still says 4, "stopped".
 """
 
 from __future__ import annotations

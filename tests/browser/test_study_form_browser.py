@@ -17,6 +17,17 @@ from tests.app.study_setup import (  # noqa: F401  (the fixtures provide tiny ru
 )
 from tests.browser.conftest import login
 
+SETTLED = ("() => !document.querySelector("
+           "'.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')")
+
+
+def _refill(page, selector: str, value: str) -> None:
+    """Choose an option and wait until htmx has fetched and swapped in the re-filled form (the
+    old form's values must not be what a click submits)."""
+    with page.expect_response(lambda r: "/studies/form" in r.url):
+        page.select_option(selector, value)
+    page.wait_for_function(SETTLED)
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
@@ -34,7 +45,7 @@ def test_the_form_follows_the_snapshot_and_creates_a_mixed_study(
     page.fill("#st-name", "Typed first")  # what the user typed survives the re-fill
     page.fill("#st-psi", "0.8")
     page.get_by_label("reader1").check()
-    page.select_option("#st-snapshot", str(cond.snapshot_id))  # htmx re-fills the form
+    _refill(page, "#st-snapshot", str(cond.snapshot_id))  # htmx re-fills the form
     expect(page.locator("#st-dataset")).to_have_value(str(cond.dataset_id))
     expect(page.locator("#st-name")).to_have_value("Typed first")
     expect(page.locator("#st-psi")).to_have_value("0.8")
@@ -42,10 +53,10 @@ def test_the_form_follows_the_snapshot_and_creates_a_mixed_study(
     expect(page.locator("#st-holdout")).to_have_value(str(cond.holdout_id))
     expect(page.locator("#st-label")).to_have_value("mix")
     expect(page.locator("#st-real")).to_have_value("16")
-    page.select_option("#st-holdout", str(cond.dataset_id))  # the other re-fill keeps it too
+    _refill(page, "#st-holdout", str(cond.dataset_id))  # the other re-fill keeps it too
     expect(page.locator("#st-holdout")).to_have_value(str(cond.dataset_id))
     expect(page.locator("#st-name")).to_have_value("Typed first")
-    page.select_option("#st-holdout", str(cond.holdout_id))
+    _refill(page, "#st-holdout", str(cond.holdout_id))
     expect(page.locator("#st-real")).to_have_value("16")
     expect(page.get_by_label("reader1")).to_be_checked()
     page.get_by_role("button", name="Create study").click()

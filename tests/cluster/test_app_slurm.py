@@ -123,14 +123,19 @@ def test_a_job_cut_twice_by_its_time_limit_signal_is_requeued_and_ends_as_if_unc
     ds = make_dataset(live_app.sessions, live_app.settings)
     body = {"dataset_id": ds, **TINY, "kimg": 0.192}
     job_id = admin.post("/api/jobs", json=body).json()["id"]
-    cut_ids = []
+    cut_ids: list[str] = []
+    cut_at = -1  # images shown when the last cut came
     for cut in range(2):
 
-        def ready(j, cut=cut):
-            fresh = j["scheduler_id"] not in cut_ids and len(j["snapshots"]) > cut
-            return j["state"] == "running" and j["kimg"] > 0 and fresh
+        def ready(j, cut_at=cut_at):
+            """A new segment that has written a snapshot of its own (a segment cut before it
+            wrote one is, rightly, not requeued: it could not advance)."""
+            newest = max((round(s["kimg"] * 1000) for s in j["snapshots"]), default=-1)
+            fresh = j["scheduler_id"] not in cut_ids and newest > cut_at
+            return j["state"] == "running" and fresh
 
         job = _until(admin, job_id, ready, f"segment {cut + 1}")
+        cut_at = round(job["kimg"] * 1000)
         cut_ids.append(job["scheduler_id"])
         number = job_number(job["scheduler_id"])
         subprocess.run(["scancel", "--batch", "--signal=TERM", number], check=True, timeout=30)

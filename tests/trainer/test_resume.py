@@ -72,7 +72,7 @@ def test_resume_after_a_kimg_limit_matches_the_uninterrupted_run(straight, tiny_
     assert last["kimg"] == 0.192 and last["total_kimg"] == 0.192
 
 
-def test_sigterm_writes_a_snapshot_exits_zero_and_resume_is_exact(straight, tiny_zip, tmp_path):
+def test_sigterm_writes_a_snapshot_exits_4_and_resume_is_exact(straight, tiny_zip, tmp_path):
     args = ["train", "--data", tiny_zip, "--outdir", str(tmp_path), *COMMON, "--kimg", "100"]
     proc = subprocess.Popen(
         trainer_cmd(*args),
@@ -88,8 +88,10 @@ def test_sigterm_writes_a_snapshot_exits_zero_and_resume_is_exact(straight, tiny
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    assert proc.wait(timeout=120) == 4, proc.stderr.read()  # stopped, resumable
     assert "stop requested (SIGTERM)" in (tmp_path / "log.txt").read_text()
+    record = json.loads((tmp_path / "exit.json").read_text())
+    assert record["code"] == 4 and record["reason"] == "stopped" and record["signal"] == "SIGTERM"
     stopped = load(find_latest(str(tmp_path)))["progress"]["cur_nimg"]
     assert 32 <= stopped < 192, "the run must stop well before the end to test anything"
     _train(tiny_zip, tmp_path, "--kimg", TOTAL, "--resume", "latest")
