@@ -46,10 +46,13 @@ def test_the_backend_follows_the_setting(settings):
 
 
 def test_a_one_process_script_execs_the_trainer_and_asks_for_the_warning(settings, tmp_path):
-    s = dataclasses.replace(settings, executor="slurm", slurm_partition="gpu",
-                            slurm_account="rad", slurm_mem="64G", slurm_signal_margin_s=300,
-                            slurm_extra="--constraint=a100; --exclusive",
-                            slurm_env_setup="source /shared/venv/bin/activate")  # fmt: skip
+    cluster = {
+        "executor": "slurm", "slurm_partition": "gpu", "slurm_account": "rad",
+        "slurm_mem": "64G", "slurm_signal_margin_s": 300,
+        "slurm_extra": "--constraint=a100; --exclusive",
+        "slurm_env_setup": "source /shared/venv/bin/activate",
+    }
+    s = dataclasses.replace(settings, **cluster)
     launch = Launch(key=1, argv=["/py", "-m", "trainer", "train", "--outdir", "/r 1"],
                     run_dir=tmp_path, name="job 1", env={"A": "b c"},
                     resources=Resources(gpus=1, time_limit_min=4))  # fmt: skip

@@ -1,6 +1,6 @@
 """The real one-node SLURM the cluster tests run against (tests/services/slurm.sh start).
 
-Never skipped: without SLURM_CONF, or with a cluster that does not answer, the tests fail and
+Never left out: without SLURM_CONF, or with a cluster that does not answer, the tests fail and
 say the one command that starts it.
 """
 
