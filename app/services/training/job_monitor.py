@@ -192,7 +192,7 @@ class JobMonitor:
         cancelled = job.cancel_requested_at is not None
         stopped = code == EXIT_STOPPED or rundir_stopped(job.run_dir)
         segment = self._close_segment(job, status)
-        if not reached and not cancelled and self._requeue(session, job, status, stopped):
+        if not reached and not cancelled and self._requeue(session, job, status, stopped, segment):
             return
         error = None
         if reached and code in (0, None):
@@ -245,7 +245,9 @@ class JobMonitor:
             )  # fmt: skip
         return segments or None
 
-    def _requeue(self, session: Session, job: Job, status: Status, stopped: bool) -> bool:
+    def _requeue(
+        self, session: Session, job: Job, status: Status, stopped: bool, segments: list | None
+    ) -> bool:
         """A cluster job cut by its time limit (or preempted, or its node lost) goes back to
         the queue and resumes from its snapshot, until its kimg are done. Only when the cut
         segment advanced (a new snapshot), so a job that cannot progress is not resubmitted
@@ -254,7 +256,7 @@ class JobMonitor:
             return False
         if not (stopped or status.ended_by in REQUEUE_AFTER):
             return False
-        segments = self._close_segment(job, status) or []
+        segments = segments or []
         if len(segments) >= self.settings.slurm_max_segments:
             return False
         since = float(segments[-1].get("submitted_ts") or 0.0) if segments else 0.0
