@@ -121,21 +121,21 @@ def test_a_job_cut_twice_by_its_time_limit_signal_is_requeued_and_ends_as_if_unc
     """What `--signal=B:TERM@margin` does before a time limit, sent on purpose twice (the real
     limit comes in whole minutes; the next test waits for one)."""
     ds = make_dataset(live_app.sessions, live_app.settings)
-    body = {"dataset_id": ds, **TINY, "kimg": 0.192}
+    body = {"dataset_id": ds, **TINY, "kimg": 0.384}  # long enough to be cut twice
     job_id = admin.post("/api/jobs", json=body).json()["id"]
     cut_ids: list[str] = []
-    cut_at = -1  # images shown when the last cut came
     for cut in range(2):
 
-        def ready(j, cut_at=cut_at):
+        def ready(j):
             """A new segment that has written a snapshot of its own (a segment cut before it
             wrote one is, rightly, not requeued: it could not advance)."""
-            newest = max((round(s["kimg"] * 1000) for s in j["snapshots"]), default=-1)
-            fresh = j["scheduler_id"] not in cut_ids and newest > cut_at
+            segment = (j["segments"] or [{}])[-1]
+            newest = max((s["kimg"] for s in j["snapshots"]), default=-1.0)
+            fresh = j["scheduler_id"] not in cut_ids and segment.get("scheduler_id") == j[
+                "scheduler_id"] and newest > (segment.get("kimg_start") or 0.0) + 1e-9
             return j["state"] == "running" and fresh
 
         job = _until(admin, job_id, ready, f"segment {cut + 1}")
-        cut_at = round(job["kimg"] * 1000)
         cut_ids.append(job["scheduler_id"])
         number = job_number(job["scheduler_id"])
         subprocess.run(["scancel", "--batch", "--signal=TERM", number], check=True, timeout=30)
@@ -148,7 +148,7 @@ def test_a_job_cut_twice_by_its_time_limit_signal_is_requeued_and_ends_as_if_unc
     with session_scope(live_app.sessions) as session:
         opts = session.get(Job, job_id).options
     uncut = tmp_path / "uncut"
-    argv = commands.train_argv(commands.python_for(""), opts, str(uncut), 0.192, None)
+    argv = commands.train_argv(commands.python_for(""), opts, str(uncut), 0.384, None)
     subprocess.run(argv, check=True, cwd=commands.ROOT, capture_output=True, timeout=600)
     a, b = _g_ema(done["run_dir"]), _g_ema(str(uncut))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
